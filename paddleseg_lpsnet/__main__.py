@@ -1,0 +1,5 @@
+import sys
+
+from paddleseg_lpsnet.cli import main
+
+sys.exit(main())
