@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "paddle2onnx==2.1.0",
     "onnx==1.17.0",
     "onnxruntime==1.32.0",
+    "onnx_graphsurgeon==0.6.1",  # paddle2onnx's polygraphy folding pip-installs it at run time otherwise
     "ml_dtypes==0.4.1",        # onnxruntime.quantization needs it; 0.5+ wants numpy 2
 ]
 
