@@ -25,8 +25,8 @@ The authors' "with training heads" figures (4.39M, 23.52M) also count 32,768 / 7
 weights of a channel-attention branch in their `FeatureFusion` that `forward` never
 runs. It is not built here; `lpsnet convert` drops those tensors and says so.
 
-Deviations (the function is the authors' wherever their code runs, i.e. for inputs
-whose sides are multiples of 32):
+Deviations (for inputs whose sides are multiples of 32, where the authors' code works,
+the function is theirs):
 - any input size works. The authors upsample by fixed factors (x8, x16, x32) and
   concatenate a16 with b16, which fails when a side is not a multiple of 32 (a zoomed
   stride-2 cell floors the size, a strided conv rounds it up). Here each upsample goes
@@ -34,8 +34,9 @@ whose sides are multiples of 32):
   a16's size before the auxiliary concat (an identity where they already agree);
 - a zoomed cell keeps a 1-pixel side at 1 pixel (the authors' resize to 0 fails);
 - BatchNorm is Paddle's BatchNorm2D (eps 1e-5, momentum 0.1 in torch's sense), folded
-  into the convolutions by `to_deploy`; default initialisation (Kaiming normal, fan
-  in, for convs; BN 1/0; zero bias) is the authors' `init_weight`;
+  into the convolutions by `to_deploy`. Paddle's default initialisation is the
+  authors' `init_weight` (conv weights Kaiming normal, fan in; BN weight 1, bias 0)
+  except the classifiers' bias, which starts at 0 (torch's default uniform in theirs);
 - only the branch pair [1/32, 1/16] is built: both published networks use it (the
   authors' code can also pair 1/32 with a branch that stays at 1/8).
 """
