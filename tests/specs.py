@@ -4,16 +4,30 @@ Every name this project registers must appear here (tests/test_registry.py check
 it), so no new component escapes the shared tests.
 """
 import paddleseg_lpsnet  # noqa: F401
-from paddleseg_lpsnet.models import LPSNetHead, LPSNetSeg
+from paddleseg_lpsnet.models import (FasterSegNet, FasterSegStudent, FasterSegTeacher, LPSNetHead,
+                                     LPSNetSeg)
 from paddleseg_lpsnet.models.backbones import (LPSNET_TINY, LPSNetBackbone, LPSNetBackbone_L,
                                                LPSNetBackbone_M, LPSNetBackbone_S)
 
 NUM_CLASSES = 5
 
+# Every FasterSeg op, both kinds of stride-2 cell, in a network of a few thousand weights.
+FASTERSEG_TINY = dict(
+    stem=(4, 8, 8), shared=(("conv_2x_downup", 8),),
+    branch32=(("conv", 8, 2), ("conv_2x_downup", 16, 2), ("conv_downup", 16)),
+    branch16=(("conv_downup", 8, 2), ("conv_2x", 12)),
+    head_channels=(8, 12, 16))
+
 # Segmentation models: name -> f(num_classes, in_channels) -> model.
 SEG_MODELS = {
     "LPSNetSeg": lambda num_classes, in_channels=3: LPSNetSeg(
         num_classes, LPSNetBackbone_S(in_channels=in_channels)),
+    "FasterSegNet": lambda num_classes, in_channels=3: FasterSegNet(
+        num_classes, arch=FASTERSEG_TINY, in_channels=in_channels),
+    "FasterSegStudent": lambda num_classes, in_channels=3: FasterSegStudent(
+        num_classes, in_channels=in_channels),
+    "FasterSegTeacher": lambda num_classes, in_channels=3: FasterSegTeacher(
+        num_classes, in_channels=in_channels),
 }
 
 # Backbones: name -> f(in_channels) -> backbone.
@@ -34,7 +48,11 @@ HEADS = {
     "LPSNetHead": (lambda: LPSNetHead([16, 16], NUM_CLASSES), _lpsnet_head_inputs),
 }
 
+# Built in full only by `-m slow` runs of the registry-driven tests (their code is
+# shared with a faster entry: the teacher is the student's network at 6.5x the size).
+SLOW = {"FasterSegTeacher"}
+
 # Other registered components (datasets, transforms, losses): tested in their own files.
-OTHERS = set()
+OTHERS = {"KLDistillationLoss"}  # tests/test_distillation_loss.py
 
 ALL = set(SEG_MODELS) | set(BACKBONES) | set(HEADS) | OTHERS

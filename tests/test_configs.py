@@ -2,9 +2,10 @@
 import glob
 import os
 
+import paddle
 import pytest
 
-from paddleseg_lpsnet.utils.config import build_model, load_config
+from paddleseg_lpsnet.utils.config import build_model, find_component, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Model configs: every .yml under configs/<family>/ except partial bases (_*.yml) and metafiles.
@@ -30,6 +31,11 @@ def test_config_builds_offline_into_our_classes(path):
     if head is not None and hasattr(model, "backbone"):
         assert head.in_channels == list(model.backbone.feat_channels)
         assert head.num_classes == num_classes
+    # every family (with or without a backbone): eval logits of num_classes at input size
+    model.eval()
+    with paddle.no_grad():
+        out = model(paddle.zeros([1, cfg.dic["model"].get("in_channels", 3), 40, 56]))
+    assert len(out) == 1 and list(out[0].shape) == [1, num_classes, 40, 56]
 
 
 LPSNET_EXPECTED = {
@@ -58,3 +64,56 @@ def test_lpsnet_configs_follow_paddleseg_recipe(name):
     assert d["lr_scheduler"] == {"type": "PolynomialDecay", "learning_rate": 0.01, "end_lr": 0.0, "power": 0.9}
     assert d["loss"]["types"] == [{"type": "OhemCrossEntropyLoss", "thresh": 0.7, "min_kept": 10000}]
     assert d["train_dataset"]["type"] == d["val_dataset"]["type"] == "Cityscapes"
+
+
+FASTERSEG = ["fasterseg_student.yml", "fasterseg_teacher.yml", "fasterseg_student_distill.yml"]
+
+
+@pytest.mark.parametrize("name", FASTERSEG)
+def test_fasterseg_configs_follow_the_authors_recipe(name):
+    from paddleseg.cvlibs import SegBuilder
+    cfg = load_config(os.path.join(ROOT, "configs", "fasterseg", name))
+    d = cfg.dic
+    assert d["model"]["type"] == ("FasterSegTeacher" if "teacher" in name else "FasterSegStudent")
+    assert d["batch_size"] == 12 and d["iters"] == 600 * 1000
+    types = [t["type"] for t in d["train_dataset"]["transforms"]]
+    assert types == ["ResizeStepScaling", "RandomPaddingCrop", "RandomHorizontalFlip", "Normalize"]
+    scaling, crop, _, norm = d["train_dataset"]["transforms"]
+    assert (scaling["min_scale_factor"], scaling["max_scale_factor"], scaling["scale_step_size"]) == (0.75, 1.25, 0.25)
+    assert crop["crop_size"] == [1024, 512]
+    assert norm["mean"] == [0.485, 0.456, 0.406] and norm["std"] == [0.229, 0.224, 0.225]
+    assert d["optimizer"] == {"type": "SGD", "momentum": 0.9, "weight_decay": 5.0e-4}
+    builder = SegBuilder(cfg)
+    lr = builder.lr_scheduler
+    assert type(lr).__name__ == "StepDecay" and (lr.base_lr, lr.step_size, lr.gamma) == (0.01, 1000, 0.992)
+    # OHEM with min_kept = 12 x 512 x 1024 / 16 on main, aux16, aux32 with coefs 1, 0.2, 0.2
+    loss = builder.loss
+    assert loss["coef"] == [1, 0.2, 0.2]
+    assert [(type(l).__name__, l.thresh, l.min_kept) for l in loss["types"]] == [
+        ("OhemCrossEntropyLoss", 0.7, 12 * 512 * 1024 // 16)] * 3
+
+
+def _distill_configs():
+    import yaml
+    found = []
+    for path in CONFIGS:
+        with open(path) as f:
+            if "distill" in (yaml.safe_load(f) or {}):
+                found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("path", _distill_configs(), ids=lambda p: os.path.relpath(p, ROOT))
+def test_distill_section_names_a_teacher_with_the_same_classes(path):
+    """Draft shape: distill: {teacher: {config, checkpoint}, loss: {type, ...}} (paths from the repo root)."""
+    cfg = load_config(path)
+    distill = cfg.dic["distill"]
+    assert set(distill) == {"teacher", "loss"} and set(distill["teacher"]) == {"config", "checkpoint"}
+    teacher_cfg = load_config(os.path.join(ROOT, distill["teacher"]["config"]))
+    assert teacher_cfg.dic["model"]["num_classes"] == cfg.dic["model"]["num_classes"]
+    teacher = build_model(teacher_cfg)
+    assert type(teacher).__module__.startswith("paddleseg_lpsnet")
+    loss_cfg = dict(distill["loss"])
+    loss = find_component(loss_cfg.pop("type"), "distill.loss")(**loss_cfg)
+    logits = paddle.randn([1, cfg.dic["model"]["num_classes"], 4, 4])
+    assert float(loss(logits, logits)) == pytest.approx(0.0, abs=1e-6)

@@ -11,7 +11,12 @@ import pytest
 
 from paddleseg_lpsnet.models import to_deploy
 from paddleseg_lpsnet.models.deploy import count_unfolded_bn
-from specs import BACKBONES, HEADS, NUM_CLASSES, SEG_MODELS
+from specs import BACKBONES, HEADS, NUM_CLASSES, SEG_MODELS, SLOW
+
+
+def _names(components):
+    """Sorted names as pytest params; those in specs.SLOW run only with `-m slow`."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(components)]
 
 ODD_SIZES = [(1, 250, 500), (2, 97, 131), (1, 33, 47)]
 
@@ -20,7 +25,7 @@ def _param_names_without_grad(model):
     return [p.name for p in model.parameters() if not p.stop_gradient and p.grad is None]
 
 
-@pytest.mark.parametrize("name", sorted(SEG_MODELS))
+@pytest.mark.parametrize("name", _names(SEG_MODELS))
 @pytest.mark.parametrize("batch,h,w", ODD_SIZES)
 def test_seg_model_eval_forward_odd_sizes(name, batch, h, w):
     model = SEG_MODELS[name](NUM_CLASSES)
@@ -32,7 +37,7 @@ def test_seg_model_eval_forward_odd_sizes(name, batch, h, w):
     assert np.isfinite(out[0].numpy()).all()
 
 
-@pytest.mark.parametrize("name", sorted(SEG_MODELS))
+@pytest.mark.parametrize("name", _names(SEG_MODELS))
 def test_seg_model_backward_reaches_every_parameter(name):
     model = SEG_MODELS[name](NUM_CLASSES)
     model.train()
@@ -47,7 +52,7 @@ def test_seg_model_backward_reaches_every_parameter(name):
             assert np.isfinite(p.grad.numpy()).all(), p.name
 
 
-@pytest.mark.parametrize("name", sorted(SEG_MODELS))
+@pytest.mark.parametrize("name", _names(SEG_MODELS))
 @pytest.mark.parametrize("in_channels", [1, 3, 4])
 def test_seg_model_in_channels(name, in_channels):
     model = SEG_MODELS[name](NUM_CLASSES, in_channels=in_channels)
@@ -57,7 +62,7 @@ def test_seg_model_in_channels(name, in_channels):
     assert list(out[0].shape) == [1, NUM_CLASSES, 64, 96]
 
 
-@pytest.mark.parametrize("name", sorted(SEG_MODELS))
+@pytest.mark.parametrize("name", _names(SEG_MODELS))
 def test_deploy_form_equals_train_form(name, randomize_bn):
     model = randomize_bn(SEG_MODELS[name](NUM_CLASSES))
     model.eval()
@@ -73,7 +78,7 @@ def test_deploy_form_equals_train_form(name, randomize_bn):
         np.testing.assert_array_equal(model(x)[0].numpy(), ref)
 
 
-@pytest.mark.parametrize("name", sorted(SEG_MODELS))
+@pytest.mark.parametrize("name", _names(SEG_MODELS))
 def test_jit_save_load_roundtrip_two_shapes(name, tmp_path):
     model = to_deploy(SEG_MODELS[name](NUM_CLASSES))
     spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name="x")]
@@ -91,7 +96,7 @@ def test_jit_save_load_roundtrip_two_shapes(name, tmp_path):
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", _names(BACKBONES))
 @pytest.mark.parametrize("in_channels", [1, 3, 4])
 def test_backbone_features_match_feat_channels(name, in_channels):
     backbone = BACKBONES[name](in_channels=in_channels)
@@ -103,7 +108,7 @@ def test_backbone_features_match_feat_channels(name, in_channels):
         assert f.shape[1] == c
 
 
-@pytest.mark.parametrize("name", sorted(HEADS))
+@pytest.mark.parametrize("name", _names(HEADS))
 def test_head_forward_backward(name):
     build, inputs = HEADS[name]
     head = build()

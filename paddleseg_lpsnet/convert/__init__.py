@@ -169,4 +169,4 @@ def convert_state(state, model, source="checkpoint", formats=None):
 
 
 # Register the formats of every family.
-from paddleseg_lpsnet.convert import lpsnet  # noqa: E402,F401
+from paddleseg_lpsnet.convert import fasterseg, lpsnet  # noqa: E402,F401

@@ -8,7 +8,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["ConvBNAct", "make_activation", "resize", "resize_to", "fold_bn_into_conv"]
+__all__ = ["ConvBNAct", "make_activation", "resize", "resize_to", "spatial_size", "fold_bn_into_conv"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -34,10 +34,10 @@ def resize(x, size, align_corners=True):
 
 def resize_to(x, ref, align_corners=True):
     """Bilinear resize of `x` to the spatial size of `ref`."""
-    return resize(x, _spatial_size(ref), align_corners)
+    return resize(x, spatial_size(ref), align_corners)
 
 
-def _spatial_size(x):
+def spatial_size(x):
     """(H, W) of an NCHW tensor: python ints when known, else shape tensors (static graphs)."""
     h, w = x.shape[-2], x.shape[-1]
     if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
