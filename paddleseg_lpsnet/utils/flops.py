@@ -55,7 +55,17 @@ def count_macs(model, input_shape):
     return {"total": int(sum(by_type.values())), "by_type": dict(by_type)}
 
 
-def count_params(model, trainable_only=False):
-    """Number of parameters (BN affine included; BN running statistics are buffers, not counted)."""
+def count_params(model, trainable_only=False, include_bn_stats=False):
+    """Number of parameters, BN affine included.
+
+    By default BN running statistics are not counted (the convention of torch and of
+    the papers' "params"). Paddle 3 lists them among a layer's parameters, so
+    `paddle.summary` and PaddleSeg's reports count them: `include_bn_stats=True`
+    gives that figure. With `trainable_only`, frozen parameters are left out too.
+    """
+    stats = set() if include_bn_stats else {
+        id(t) for layer in model.sublayers(include_self=True)
+        if isinstance(layer, (nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm))
+        for t in (layer._mean, layer._variance)}
     return int(sum(int(np.prod(p.shape)) for p in model.parameters()
-                   if not (trainable_only and p.stop_gradient)))
+                   if id(p) not in stats and not (trainable_only and p.stop_gradient)))
