@@ -197,7 +197,12 @@ class CheckpointManager:
                                       "expected model.pdparams and model.pdopt (PaddleSeg's layout).")
         meta = self._read_meta(path)
         strict_load(model, read_state_dict(os.path.join(path, MODEL)), os.path.join(path, MODEL))
-        optimizer.set_state_dict(self._optimizer_state(path, meta, model))
+        opt_state = self._optimizer_state(path, meta, model)
+        try:
+            optimizer.set_state_dict(opt_state)
+        except (AssertionError, KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"Optimizer state {os.path.join(path, OPTIMIZER)} does not fit this "
+                                  f"optimizer ({type(optimizer).__name__}): {exc}") from exc
         if ema_model is not None:
             ema_path = os.path.join(path, EMA_MODEL)
             source = ema_path if os.path.isfile(ema_path) else os.path.join(path, MODEL)
