@@ -47,13 +47,13 @@ def sample_files(dataset, index):
     return entry[0], (entry[1] if len(entry) > 1 else None)
 
 
-def _image_size(path, role):
+def _image_size(path, role, where):
     from PIL import Image
     try:
         with Image.open(path) as im:
             return im.size  # (width, height)
     except Exception as exc:  # noqa: BLE001 (PIL raises many types for bad files)
-        raise DataError(f"Cannot read {role} {path}: {type(exc).__name__}: {exc}. "
+        raise DataError(f"{where}: Cannot read {role} {path}: {type(exc).__name__}: {exc}. "
                         "Expected an image file (PNG, JPEG, ...).") from exc
 
 
@@ -101,13 +101,19 @@ class CheckedDataset(paddle.io.Dataset):
         try:
             return self._load(index)
         except Exception as exc:  # noqa: BLE001 (anything a transform raises)
-            if isinstance(exc, DataError):
-                message = str(exc)
-            else:
-                message = f"{self.where(index)}: {type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, DataError) else self._diagnose(index, exc)
             if self.errors_as_values:
                 return SampleError(message)
             raise DataError(message) from exc
+
+    def _diagnose(self, index, exc):
+        """The message for an exception from the wrapped dataset: an undecodable image, or as raised."""
+        import cv2
+        files = sample_files(self.dataset, index)
+        if files is not None and cv2.imread(files[0], cv2.IMREAD_UNCHANGED) is None:
+            return (f"{self.where(index)}: the image {files[0]} cannot be decoded (corrupt or truncated "
+                    "file, or a format OpenCV does not read).")
+        return f"{self.where(index)}: {type(exc).__name__}: {exc}"
 
     def _load(self, index):
         self._check_files(index)
@@ -127,7 +133,8 @@ class CheckedDataset(paddle.io.Dataset):
                 raise DataError(f"{self.where(index)}: the {role} file {path} does not exist.")
         if label is None:
             return
-        image_size, label_size = _image_size(image, "image"), _image_size(label, "label")
+        where = self.where(index)
+        image_size, label_size = _image_size(image, "image", where), _image_size(label, "label", where)
         if image_size != label_size:
             raise DataError(f"{self.where(index)}: image is {image_size[0]}x{image_size[1]} but label is "
                             f"{label_size[0]}x{label_size[1]} (width x height); they must be the same size.")
