@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import numpy as np
-import paddle
 import pytest
+from PIL import Image
 
 import tiny_dataset as td
 from paddleseg_lpsnet.cli import main
@@ -105,7 +105,7 @@ def test_truncated_image(tmp_path, root, capsys):
 
 def test_label_values_out_of_range(tmp_path, root, capsys):
     path = os.path.join(root, "labels", "train_0.png")
-    label = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(path)).copy()
+    label = np.asarray(Image.open(path)).copy()
     label[5:9, 10:20] = 33  # a Cityscapes labelId, not a train id
     td.write_png(path, label)
     err = _train_error(capsys, _config(tmp_path, root), tmp_path)

@@ -26,6 +26,7 @@ import numpy as np
 import paddle
 
 from paddleseg_lpsnet.compat import paddleseg_fixes_applied
+from paddleseg_lpsnet.core.amp import amp_context
 from paddleseg_lpsnet.core.checkpoints import CheckpointManager, TrainState
 from paddleseg_lpsnet.core.data import CheckedDataset, epoch_batches, iterate_batches, rank_indices
 from paddleseg_lpsnet.core.losses import LossComputer
@@ -97,14 +98,6 @@ def set_seed(seed):
         paddle.seed(seed)
         np.random.seed(seed)
         random.seed(seed)
-
-
-def _amp_context(precision, amp_level):
-    if precision != "fp16":
-        return contextlib.nullcontext()
-    return paddle.amp.auto_cast(enable=True, level=amp_level,
-                                custom_white_list={"elementwise_add", "batch_norm", "sync_batch_norm"},
-                                custom_black_list={"bilinear_interp_v2"})
 
 
 class _Meter:
@@ -283,7 +276,7 @@ class Trainer:
         images = batch["img"]
         if getattr(self.model, "data_format", "NCHW") == "NHWC":
             images = images.transpose([0, 2, 3, 1])
-        with _amp_context(self.options.precision, self.options.amp_level):
+        with amp_context(self.options.precision, self.options.amp_level):
             logits = self.forward_model(images)
             out = self.loss(self.model, logits, batch)
         if self.scaler is not None:

@@ -5,7 +5,6 @@ over scales x flips, optionally by sliding window) and PaddleSeg's metrics, read
 through `core.data` (errors name the file). With paddle.distributed, every rank
 evaluates its share and the pixel counts are summed. `validate` is `lpsnet val`.
 """
-import contextlib
 import sys
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ import numpy as np
 import paddle
 
 from paddleseg_lpsnet.compat import paddleseg_fixes_applied
+from paddleseg_lpsnet.core.amp import amp_context
 from paddleseg_lpsnet.core.data import CheckedDataset, iterate_batches, rank_indices
 
 __all__ = ["EvalResult", "evaluate", "validate", "eval_options", "format_result", "class_names"]
@@ -44,14 +44,6 @@ def class_names(num_classes):
         return None
     from cityscapesscripts.helpers.labels import trainId2label
     return [trainId2label[i].name for i in range(19)]
-
-
-def _amp(precision, amp_level):
-    if precision != "fp16":
-        return contextlib.nullcontext()
-    return paddle.amp.auto_cast(enable=True, level=amp_level,
-                                custom_white_list={"elementwise_add", "batch_norm", "sync_batch_norm"},
-                                custom_black_list={"bilinear_interp_v2"})
 
 
 def _predict(model, batch, aug_eval, scales, flip_horizontal, flip_vertical, is_slide, crop_size, stride):
@@ -107,7 +99,7 @@ def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, 
         with paddleseg_fixes_applied(), paddle.no_grad(), _progress(len(indices), progress) as bar:
             batches = iterate_batches(checked, [[i] for i in indices], num_workers)
             for index, batch in zip(indices, batches):
-                with _amp(precision, amp_level):
+                with amp_context(precision, amp_level):
                     pred = _predict(model, batch, aug_eval, scales, flip_horizontal, flip_vertical,
                                     is_slide, crop_size, stride)
                 label = batch["label"].astype("int64")
