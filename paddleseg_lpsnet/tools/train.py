@@ -37,6 +37,8 @@ def run(args):
                    resume_model=args.resume_model, num_workers=args.num_workers, device=args.device,
                    precision=args.precision, amp_level=args.amp_level, use_ema=args.use_ema,
                    opts=args.opts)
-    best = f"; best mIoU {result.best_miou:.4f} at iter {result.best_iter}" if result.best_iter >= 0 else ""
-    print(f"Trained to iteration {result.iteration} in {result.save_dir}{best}.")
+    import paddle
+    if paddle.distributed.get_rank() == 0:
+        best = f"; best mIoU {result.best_miou:.4f} at iter {result.best_iter}" if result.best_iter >= 0 else ""
+        print(f"Trained to iteration {result.iteration} in {result.save_dir}{best}.")
     return 0
