@@ -3,11 +3,13 @@
 Every test starts and ends with upstream's own code in place (the fixes are global).
 """
 import importlib
+import os
 
 import numpy as np
 import paddle
 import pytest
 
+import tiny_dataset as td
 from paddleseg_lpsnet.compat import paddleseg_fixes as fixes
 
 RNG = np.random.RandomState(0)
@@ -188,3 +190,25 @@ def test_context_manager_leaves_fixes_applied_outside_it_in_place():
     with fixes.paddleseg_fixes_applied() as applied_here:
         assert applied_here == []
     assert fixes.applied_fixes() == [f.name for f in fixes.FIXES]
+
+
+def test_paddleseg_own_training_loop_runs_with_the_fixes(tmp_path):
+    """PaddleSeg's core.train.train (training, its log, evaluation) fails as installed, runs fixed."""
+    from paddleseg.cvlibs import Config, SegBuilder
+
+    import paddleseg_lpsnet  # noqa: F401  (registers the tiny model)
+    upstream_train = importlib.import_module("paddleseg.core.train")
+    root = td.write_generic(tmp_path / "data", num_train=4, num_val=2)
+    config = td.write_config(tmp_path / "c.yml", td.generic_config(root))
+
+    def run(save_dir):
+        builder = SegBuilder(Config(config))
+        upstream_train.train(builder.model, builder.train_dataset, val_dataset=builder.val_dataset,
+                             optimizer=builder.optimizer, losses=builder.loss, save_dir=str(save_dir),
+                             iters=2, batch_size=2, save_interval=2, log_iters=1)
+
+    with pytest.raises(TypeError, match="promotion"):
+        run(tmp_path / "unfixed")
+    with fixes.paddleseg_fixes_applied():
+        run(tmp_path / "fixed")
+    assert sorted(os.listdir(tmp_path / "fixed")) == ["best_model", "iter_2"]

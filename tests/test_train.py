@@ -224,3 +224,16 @@ def test_loss_count_not_matching_the_model_outputs_is_a_config_error(data_root, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2
     assert err.startswith("lpsnet train: error: The model returns 3 outputs") and config in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["s", "m", "l"])
+def test_shipped_configs_train_and_evaluate_on_the_cityscapes_layout(variant, tmp_path):
+    """configs/lpsnet/*.yml as shipped (OHEM, 1536x768 crops) on a tiny Cityscapes-layout set."""
+    root = td.write_cityscapes(tmp_path / "cityscapes", num_train=2, num_val=1)
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "configs", "lpsnet", f"lpsnet_{variant}.yml")
+    result = train_mod.train(config, save_dir=str(tmp_path / "out"), iters=1, batch_size=1, do_eval=True,
+                             opts=[f"train_dataset.dataset_root={root}", f"val_dataset.dataset_root={root}"],
+                             seed=0, **FAST)
+    assert result.iteration == 1 and len(result.last_eval.class_iou) == 19

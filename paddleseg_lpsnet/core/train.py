@@ -200,8 +200,9 @@ class Trainer:
     def _info(self, message):
         if self.log is not None:
             self.log.info(message)
-        elif self.is_writer:
-            print(message)
+        else:
+            from paddleseg.utils import logger
+            logger.info(message)  # rank 0 only
 
     # ----------------------------------------------------------------- loop
     def run(self):
