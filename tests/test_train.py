@@ -12,6 +12,7 @@ from paddleseg_lpsnet.cli import main
 from paddleseg_lpsnet.compat import applied_fixes, revert_paddleseg_fixes
 from paddleseg_lpsnet.core import train as train_mod
 from paddleseg_lpsnet.core.checkpoints import CheckpointManager
+from paddleseg_lpsnet.errors import CheckpointError
 from paddleseg_lpsnet.utils.checkpoint import read_state_dict
 
 FAST = dict(device="cpu", progress=False, log_iters=1)
@@ -75,6 +76,13 @@ def test_cli_train_writes_paddleseg_layout_logs_and_visualdl(config, tmp_path, c
             records = reader.get_data("image", f"Evaluate/sample_{k}_{kind}")
             assert [r.id for r in records] == [2, 4]
             assert _decode(records[-1]).shape == (64, 128, 3)
+
+
+def test_progress_bar_shows_iterations_and_eta(config, tmp_path, capsys):
+    train_mod.train(config, save_dir=str(tmp_path / "out"), iters=3, save_interval=3, device="cpu",
+                    progress=True, log_iters=10)
+    err = capsys.readouterr().err
+    assert "train: 100%" in err and "3/3 [" in err and "<00:00" in err  # elapsed<remaining
 
 
 def test_vdl_label_image_is_the_palette_colouring_of_the_val_label(config, data_root, tmp_path):
@@ -150,7 +158,8 @@ def test_failed_save_leaves_earlier_checkpoints_and_no_partial_directory(config,
             raise OSError(28, "No space left on device")
         return real_save(obj, path, *a, **k)
     monkeypatch.setattr(paddle, "save", failing_save)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(CheckpointError, match=r"Cannot write checkpoint .*iter_4: .*No space left.*"
+                                              r"the newest complete checkpoint is .*iter_2"):
         train_mod.train(config, save_dir=save_dir, iters=4, save_interval=2, seed=0,
                         resume_model="auto", **FAST)
     assert sorted(os.listdir(save_dir)) == ["iter_2"]  # no iter_4, no hidden partial directory

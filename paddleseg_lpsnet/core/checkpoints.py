@@ -149,8 +149,9 @@ class CheckpointManager:
             atomic_write_json(dict(state, param_names=_param_names(model)),
                               os.path.join(staging, STATE_JSON))
             publish_dir(staging, final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            self._raise_write_error(final, exc)
             raise
         if final in self.rotation:
             self.rotation.remove(final)
@@ -166,10 +167,19 @@ class CheckpointManager:
             atomic_paddle_save(model.state_dict(), os.path.join(staging, filename))
             atomic_write_json(dict(state), os.path.join(staging, STATE_JSON))
             publish_dir(staging, final)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            self._raise_write_error(final, exc)
             raise
         return final
+
+    def _raise_write_error(self, final, exc):
+        """An OSError while saving (disk full, permissions) as a CheckpointError; others pass."""
+        if isinstance(exc, OSError):
+            latest = self.latest()
+            kept = f"the newest complete checkpoint is {latest}" if latest else "no earlier checkpoint exists"
+            raise CheckpointError(f"Cannot write checkpoint {final}: {exc}. Nothing was replaced; "
+                                  f"{kept}.") from exc
 
     def adopt(self, upto):
         """Count this save_dir's checkpoints up to iteration `upto` as this run's (a resume)."""
