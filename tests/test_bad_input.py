@@ -140,6 +140,13 @@ def test_bad_val_sample_is_named(tmp_path, root, capsys):
     assert f"Cannot read image {bad}" in err
 
 
+def test_save_dir_that_is_a_file_fails_before_training(tmp_path, root, capsys):
+    (tmp_path / "out").write_text("my notes")
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"--save_dir {tmp_path / 'out'} is a file" in err
+    assert (tmp_path / "out").read_text() == "my notes"
+
+
 def test_a_failing_run_keeps_what_was_written(tmp_path, root):
     config = _config(tmp_path, root)
     save_dir = str(tmp_path / "out")

@@ -153,6 +153,8 @@ class Trainer:
     # ---------------------------------------------------------------- set-up
     def _prepare(self):
         opts = self.options
+        if self.is_writer:
+            _check_save_dir(opts.save_dir)
         if self._use_sync_bn():
             self.model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if opts.use_ema:
@@ -372,6 +374,18 @@ class Trainer:
             self.log.image(f"Evaluate/sample_{k}_label", to_display_label(sample["label"], palette), it)
             self.log.image(f"Evaluate/sample_{k}_prediction",
                            to_display_label(sample["prediction"], palette), it)
+
+
+def _check_save_dir(save_dir):
+    """Fail before training, not at the first checkpoint, when save_dir cannot hold checkpoints."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise ConfigError(f"--save_dir {save_dir} is a file; checkpoints need a directory.")
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save_dir {save_dir} cannot be created: {exc}.") from exc
+    if not os.access(save_dir, os.W_OK):
+        raise ConfigError(f"--save_dir {save_dir} is not writable.")
 
 
 def _checked(dataset, name, seed):
