@@ -14,6 +14,8 @@ import warnings
 COMMANDS = {
     "convert": ("paddleseg_lpsnet.tools.convert",
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
+    "train": ("paddleseg_lpsnet.tools.train", "train a config's model (PaddleSeg's train.py flags)"),
+    "val": ("paddleseg_lpsnet.tools.val", "evaluate a checkpoint: mIoU, Acc, Kappa, per-class IoU"),
 }
 
 

@@ -1,0 +1,437 @@
+"""Training: PaddleSeg's loop and checkpoint layout, resumable exactly, on today's Paddle.
+
+`train()` is `lpsnet train`: it builds the config's model, datasets, optimizer, LR
+schedule and losses with PaddleSeg's SegBuilder and runs a `Trainer`. The Trainer
+can also be driven directly with any model (an upstream PaddleSeg one included).
+
+What the loop does that PaddleSeg 2.8's does not:
+- every checkpoint directory appears only when complete (core/checkpoints.py), and
+  holds the iteration, epoch, best mIoU and random states, so `--resume_model`
+  continues exactly (same samples, augmentations, LR and optimizer state);
+  `--resume_model auto` picks the newest complete checkpoint in save_dir;
+- a bad sample stops the run with an error naming its files, never a hang
+  (core/data.py), and the checkpoints written so far stay;
+- the loss is a LossComputer (core/losses.py) to which terms can be added;
+- with paddle.distributed every rank trains and evaluates, rank 0 alone writes.
+"""
+import contextlib
+import copy
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import paddle
+
+from paddleseg_lpsnet.compat import paddleseg_fixes_applied
+from paddleseg_lpsnet.core.amp import amp_context
+from paddleseg_lpsnet.core.checkpoints import CheckpointManager, TrainState
+from paddleseg_lpsnet.core.data import CheckedDataset, epoch_batches, iterate_batches, rank_indices
+from paddleseg_lpsnet.core.losses import LossComputer
+from paddleseg_lpsnet.core.train_log import TrainLog, to_display_image, to_display_label
+from paddleseg_lpsnet.core.val import eval_options, evaluate, format_result
+from paddleseg_lpsnet.errors import ConfigError, DataError
+
+__all__ = ["TrainOptions", "TrainResult", "Trainer", "train", "set_seed"]
+
+
+@dataclass
+class TrainOptions:
+    """Options of a training run; the names and meanings of PaddleSeg's train.py flags.
+
+    Args:
+        save_dir (str): Checkpoints and VisualDL records. Default: "output".
+        iters (int): Total iterations. Default: 10000.
+        batch_size (int): Samples per card per iteration. Default: 2.
+        save_interval (int): Checkpoint (and evaluate) every this many iterations. Default: 1000.
+        log_iters (int): A log line every this many iterations. Default: 10.
+        keep_checkpoint_max (int): iter_N directories kept; <= 0 keeps all. Default: 5.
+        num_workers (int): DataLoader worker processes; 0 reads in the main thread. Default: 0.
+        use_vdl (bool): Write VisualDL records. Default: False.
+        use_ema (bool): Keep and evaluate an exponential moving average of the weights. Default: False.
+        ema_decay (float): EMA decay. Default: 0.999.
+        precision (str): "fp32" or "fp16" (AMP, GPU only). Default: "fp32".
+        amp_level (str): "O1" or "O2". Default: "O1".
+        resume_model (str, optional): A checkpoint directory, or "auto" for the newest
+            complete one in save_dir. Default: None.
+        seed (int, optional): Seeds weights, shuffling and augmentations. Default: None.
+        eval_options (dict): evaluate() options (aug_eval, scales, flips, is_slide, ...).
+        vdl_images (int): Val images shown in VisualDL at each evaluation. Default: 3.
+        progress (bool, optional): Progress bar; None: when stderr is a terminal.
+        sync_bn (bool, optional): Convert BN to SyncBN; None: on multi-card GPU runs.
+    """
+    save_dir: str = "output"
+    iters: int = 10000
+    batch_size: int = 2
+    save_interval: int = 1000
+    log_iters: int = 10
+    keep_checkpoint_max: int = 5
+    num_workers: int = 0
+    use_vdl: bool = False
+    use_ema: bool = False
+    ema_decay: float = 0.999
+    precision: str = "fp32"
+    amp_level: str = "O1"
+    resume_model: Optional[str] = None
+    seed: Optional[int] = None
+    eval_options: dict = field(default_factory=dict)
+    vdl_images: int = 3
+    progress: Optional[bool] = None
+    sync_bn: Optional[bool] = None
+
+
+@dataclass
+class TrainResult:
+    """Where a run ended: iteration, best mIoU (-1 without evaluation), last evaluation."""
+    iteration: int
+    best_miou: float
+    best_iter: int
+    last_eval: object = None
+    save_dir: str = "output"
+
+
+def set_seed(seed):
+    """Seed Paddle, NumPy and Python's random (nothing for None)."""
+    if seed is not None:
+        paddle.seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+
+class _Meter:
+    """Running sums of the loss parts and timings between two log lines."""
+
+    def __init__(self):
+        from paddleseg.utils import TimeAverager
+        self.reader, self.batch = TimeAverager(), TimeAverager()
+        self.reset()
+
+    def reset(self):
+        self.count, self.total, self.parts = 0, 0.0, {}
+        self.reader.reset()
+        self.batch.reset()
+
+    def add(self, loss_output):
+        self.count += 1
+        self.total += float(loss_output.total)
+        for name, value in loss_output.parts.items():
+            self.parts[name] = self.parts.get(name, 0.0) + float(value)
+
+
+class Trainer:
+    """Runs training of a built model (see module doc).
+
+    Args:
+        model (nn.Layer): Returns a list of logits in training.
+        optimizer (paddle.optimizer.Optimizer): Over the model's parameters, with its LR scheduler.
+        losses (LossComputer | dict): The loss, or SegBuilder.loss's {"types", "coef"}.
+        train_dataset (paddle.io.Dataset): A PaddleSeg dataset in train mode.
+        options (TrainOptions, optional): Default: TrainOptions().
+        val_dataset (paddle.io.Dataset, optional): Evaluated at every checkpoint. Default: None.
+    """
+
+    def __init__(self, model, optimizer, losses, train_dataset, options=None, val_dataset=None):
+        self.options = options = options or TrainOptions()
+        self.model = model
+        self.optimizer = optimizer
+        self.loss = losses if isinstance(losses, LossComputer) else LossComputer(losses)
+        self.train_dataset = _checked(train_dataset, "train_dataset", options.seed)
+        self.val_dataset = None if val_dataset is None else _checked(val_dataset, "val_dataset", None)
+        self.nranks = paddle.distributed.get_world_size()
+        self.rank = paddle.distributed.get_rank()
+        self.is_writer = self.rank == 0
+        self.checkpoints = CheckpointManager(options.save_dir, options.keep_checkpoint_max)
+        self.state = TrainState()
+        self.forward_model = model
+        self.ema_model = None
+        self.scaler = None
+        self.log = None
+        self.last_eval = None
+
+    # ---------------------------------------------------------------- set-up
+    def _prepare(self):
+        opts = self.options
+        if self.is_writer:
+            _check_save_dir(opts.save_dir)
+        if self._use_sync_bn():
+            self.model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if opts.use_ema:
+            self.ema_model = copy.deepcopy(self.model)
+            self.ema_model.eval()
+            for p in self.ema_model.parameters():
+                p.stop_gradient = True
+        if opts.precision == "fp16":
+            self.scaler = paddle.amp.GradScaler(init_loss_scaling=1024)
+        resumed = self._resume()
+        if self.ema_model is not None and not resumed:
+            from paddleseg.utils import init_ema_params
+            init_ema_params(self.ema_model, self.model)
+        if opts.precision == "fp16" and opts.amp_level == "O2":
+            self.model, self.optimizer = paddle.amp.decorate(models=self.model, optimizers=self.optimizer,
+                                                             level="O2", save_dtype="float32")
+        self.forward_model = self.model
+        if self.nranks > 1:
+            from paddle.distributed import parallel
+            if not parallel.parallel_helper._is_parallel_ctx_initialized():
+                paddle.distributed.init_parallel_env()
+            self.forward_model = paddle.DataParallel(self.model)
+
+    def _use_sync_bn(self):
+        if self.options.sync_bn is not None:
+            return self.options.sync_bn
+        return self.nranks > 1 and paddle.get_device().startswith("gpu")
+
+    def _resume(self):
+        path = self.options.resume_model
+        if path is None:
+            return False
+        if path == "auto":
+            path = self.checkpoints.latest()
+            if path is None:
+                self._info(f"--resume_model auto: no checkpoint in {self.options.save_dir}; starting at iteration 0.")
+                return False
+        self.state = self.checkpoints.load(path, self.model, self.optimizer, self.ema_model, self.scaler)
+        if os.path.abspath(os.path.dirname(os.path.normpath(path))) == os.path.abspath(self.options.save_dir):
+            self.checkpoints.adopt(self.state.iteration)
+        self._info(f"Resumed from {path} at iteration {self.state.iteration} "
+                   f"(best mIoU so far {self.state.best_miou:.4f}).")
+        return True
+
+    def _info(self, message):
+        if self.log is not None:
+            self.log.info(message)
+        else:
+            from paddleseg.utils import logger
+            logger.info(message)  # rank 0 only
+
+    # ----------------------------------------------------------------- loop
+    def run(self):
+        """Train to options.iters; returns a TrainResult."""
+        opts = self.options
+        with paddleseg_fixes_applied():
+            self._prepare()
+            if opts.precision == "fp16" and not paddle.get_device().startswith("gpu"):
+                self._info("--precision fp16: AMP runs on GPU only; this CPU run computes in fp32.")
+            self.log = TrainLog(opts.save_dir, opts.iters, self.state.iteration, opts.use_vdl,
+                                enabled=self.is_writer, progress=opts.progress)
+            try:
+                self._loop()
+            except BaseException as exc:
+                self._report_stop(exc)
+                raise
+            finally:
+                self.log.close()
+        return TrainResult(self.state.iteration, self.state.best_miou, self.state.best_iter,
+                           self.last_eval, opts.save_dir)
+
+    def _report_stop(self, exc):
+        latest = self.checkpoints.latest() if self.is_writer else None
+        kept = f"; the newest checkpoint is {latest}" if latest else "; no checkpoint was written"
+        self.log.warning(f"Training stopped at iteration {self.state.iteration} by "
+                         f"{type(exc).__name__}{kept}.")
+
+    def _loop(self):
+        opts = self.options
+        sampler = paddle.io.DistributedBatchSampler(self.train_dataset, batch_size=opts.batch_size,
+                                                    shuffle=True, drop_last=True)
+        per_epoch = len(sampler)
+        if per_epoch == 0:
+            raise DataError(f"train_dataset has {len(self.train_dataset)} samples, fewer than one batch "
+                            f"({opts.batch_size} per card x {self.nranks} cards); lower --batch_size.")
+        self.model.train()
+        meter = _Meter()
+        while self.state.iteration < opts.iters:
+            epoch, skip = divmod(self.state.iteration, per_epoch)
+            self.train_dataset.epoch = epoch
+            batches = iterate_batches(self.train_dataset, epoch_batches(sampler, epoch, opts.seed),
+                                      opts.num_workers, start=skip)
+            with contextlib.closing(batches):
+                self._run_epoch(batches, epoch, meter)
+
+    def _run_epoch(self, batches, epoch, meter):
+        opts = self.options
+        tic = time.time()
+        for batch in batches:
+            meter.reader.record(time.time() - tic)
+            lr = self.optimizer.get_lr()
+            out = self.train_step(batch)
+            self.state.iteration += 1
+            self.state.epoch = epoch
+            it = self.state.iteration
+            meter.batch.record(time.time() - tic, num_samples=opts.batch_size)
+            meter.add(out)
+            self.log.advance(float(out.total))
+            if it % opts.log_iters == 0:
+                self._log_train(meter, lr, epoch)
+            if self.ema_model is not None:
+                from paddleseg.utils import update_ema_model
+                update_ema_model(self.ema_model, self.model, step=it, decay=opts.ema_decay)
+            if it % opts.save_interval == 0 or it == opts.iters:
+                self.checkpoint()
+            if it >= opts.iters:
+                return
+            tic = time.time()
+
+    def train_step(self, batch):
+        """Forward, loss, backward, optimizer and LR step on one batch; returns the LossOutput."""
+        images = batch["img"]
+        if getattr(self.model, "data_format", "NCHW") == "NHWC":
+            images = images.transpose([0, 2, 3, 1])
+        with amp_context(self.options.precision, self.options.amp_level):
+            logits = self.forward_model(images)
+            out = self.loss(self.model, logits, batch)
+        if self.scaler is not None:
+            scaled = self.scaler.scale(out.total)
+            scaled.backward()
+            self.scaler.minimize(self.optimizer, scaled)
+        else:
+            out.total.backward()
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        self._step_lr(out.total)
+        return out
+
+    def _step_lr(self, loss):
+        scheduler = self.optimizer._learning_rate
+        if isinstance(scheduler, paddle.optimizer.lr.ReduceOnPlateau):
+            scheduler.step(loss)
+        elif isinstance(scheduler, paddle.optimizer.lr.LRScheduler):
+            scheduler.step()
+
+    def _log_train(self, meter, lr, epoch):
+        from paddleseg.utils import calculate_eta
+        opts, it = self.options, self.state.iteration
+        loss = meter.total / max(meter.count, 1)
+        batch_cost, reader_cost = meter.batch.get_average(), meter.reader.get_average()
+        eta = calculate_eta(opts.iters - it, batch_cost)
+        self.log.info(f"[TRAIN] epoch: {epoch + 1}, iter: {it}/{opts.iters}, loss: {loss:.4f}, lr: {lr:.6f}, "
+                      f"batch_cost: {batch_cost:.4f}, reader_cost: {reader_cost:.5f}, "
+                      f"ips: {meter.batch.get_ips_average():.4f} samples/sec | ETA {eta}")
+        self.log.scalar("Train/loss", loss, it)
+        if len(meter.parts) > 1:
+            for name, value in meter.parts.items():
+                self.log.scalar(f"Train/{name}", value / max(meter.count, 1), it)
+        self.log.scalar("Train/lr", lr, it)
+        self.log.scalar("Train/batch_cost", batch_cost, it)
+        self.log.scalar("Train/reader_cost", reader_cost, it)
+        meter.reset()
+
+    # --------------------------------------------------------- checkpoints
+    def checkpoint(self):
+        """Evaluate (with a val set), then write iter_N/ and, on a new best mIoU, best_model/."""
+        result, ema_result = self._evaluate()
+        state, it = self.state, self.state.iteration
+        best = result is not None and result.miou > state.best_miou
+        if best:
+            state.best_miou, state.best_iter = result.miou, it
+        ema_best = ema_result is not None and ema_result.miou > state.best_ema_miou
+        if ema_best:
+            state.best_ema_miou, state.best_ema_iter = ema_result.miou, it
+        if not self.is_writer:
+            return
+        if best:
+            self.checkpoints.save_best(state, self.model)
+        if ema_best:
+            self.checkpoints.save_best(state, self.ema_model, "ema_best_model", "ema_model.pdparams")
+        path = self.checkpoints.save(state, self.model, self.optimizer, self.ema_model, self.scaler)
+        self.log.info(f"[TRAIN] Saved {path}")
+        if result is not None:
+            self._log_eval(result, ema_result)
+
+    def _evaluate(self):
+        if self.val_dataset is None:
+            return None, None
+        opts = self.options
+        keep = rank_indices(len(self.val_dataset), 0, self.nranks)[:opts.vdl_images] if opts.use_vdl else ()
+        common = dict(num_workers=1 if opts.num_workers > 0 else 0, precision=opts.precision,
+                      amp_level=opts.amp_level, progress=opts.progress, **opts.eval_options)
+        self.last_eval = evaluate(self.model, self.val_dataset, keep=keep, **common)
+        ema_result = evaluate(self.ema_model, self.val_dataset, **common) if self.ema_model is not None else None
+        self.model.train()
+        return self.last_eval, ema_result
+
+    def _log_eval(self, result, ema_result):
+        from paddleseg_lpsnet.core.val import class_names
+        from paddleseg_lpsnet.utils.visualize import get_palette
+        it, state = self.state.iteration, self.state
+        for line in format_result(result, class_names(len(result.class_iou))):
+            self.log.info(line)
+        self.log.info(f"[EVAL] The model with the best validation mIoU ({state.best_miou:.4f}) "
+                      f"was saved at iter {state.best_iter}.")
+        self.log.scalar("Evaluate/mIoU", result.miou, it)
+        self.log.scalar("Evaluate/Acc", result.acc, it)
+        if ema_result is not None:
+            self.log.info(f"[EVAL] EMA mIoU: {ema_result.miou:.4f} Acc: {ema_result.acc:.4f}; best "
+                          f"{state.best_ema_miou:.4f} at iter {state.best_ema_iter}.")
+            self.log.scalar("Evaluate/Ema_mIoU", ema_result.miou, it)
+            self.log.scalar("Evaluate/Ema_Acc", ema_result.acc, it)
+        palette = get_palette(len(result.class_iou))
+        for k, index in enumerate(sorted(result.samples)):
+            sample = result.samples[index]
+            self.log.image(f"Evaluate/sample_{k}_image", to_display_image(sample["image"]), it)
+            self.log.image(f"Evaluate/sample_{k}_label", to_display_label(sample["label"], palette), it)
+            self.log.image(f"Evaluate/sample_{k}_prediction",
+                           to_display_label(sample["prediction"], palette), it)
+
+
+def _check_save_dir(save_dir):
+    """Fail before training, not at the first checkpoint, when save_dir cannot hold checkpoints."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise ConfigError(f"--save_dir {save_dir} is a file; checkpoints need a directory.")
+    try:
+        os.makedirs(save_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--save_dir {save_dir} cannot be created: {exc}.") from exc
+    if not os.access(save_dir, os.W_OK):
+        raise ConfigError(f"--save_dir {save_dir} is not writable.")
+
+
+def _checked(dataset, name, seed):
+    if isinstance(dataset, CheckedDataset):
+        if seed is not None:
+            dataset.seed = seed
+        return dataset
+    return CheckedDataset(dataset, name, seed=seed)
+
+
+def _build(what, key, config_path):
+    """Run a SegBuilder property; its failures become ConfigError naming `key` and the file."""
+    try:
+        return what()
+    except (RuntimeError, AssertionError, TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"Cannot build `{key}` of {config_path}: {exc}") from exc
+
+
+def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=None, do_eval=False,
+          use_vdl=False, save_interval=1000, log_iters=10, keep_checkpoint_max=5, seed=None,
+          resume_model=None, num_workers=0, device="gpu", precision="fp32", amp_level="O1",
+          use_ema=False, opts=None, progress=None, extra_loss_terms=()):
+    """`lpsnet train`: train the model of config file `config` (PaddleSeg's flags as arguments).
+
+    `extra_loss_terms` are added to the config's losses (see core/losses.py).
+    Returns a TrainResult.
+    """
+    from paddleseg.cvlibs import SegBuilder
+
+    from paddleseg_lpsnet.core.builder import (build_train_dataset, build_val_dataset,
+                                               load_checked_config, set_device)
+    with paddleseg_fixes_applied():
+        set_device(device)
+        set_seed(seed)
+        cfg = load_checked_config(config, opts=opts, learning_rate=learning_rate,
+                                  batch_size=batch_size, iters=iters)
+        train_dataset = build_train_dataset(cfg, config, seed=seed)
+        val_dataset = build_val_dataset(cfg, config) if do_eval else None
+        builder = SegBuilder(cfg)
+        model = _build(lambda: builder.model, "model", config)
+        optimizer = _build(lambda: builder.optimizer, "optimizer / lr_scheduler", config)
+        losses = LossComputer(_build(lambda: builder.loss, "loss", config), extra_loss_terms, config)
+        options = TrainOptions(
+            save_dir=save_dir, iters=cfg.iters, batch_size=cfg.batch_size, save_interval=save_interval,
+            log_iters=log_iters, keep_checkpoint_max=keep_checkpoint_max, num_workers=num_workers,
+            use_vdl=use_vdl, use_ema=use_ema, precision=precision, amp_level=amp_level,
+            resume_model=resume_model, seed=seed, eval_options=eval_options(cfg.test_config),
+            progress=progress, sync_bn=cfg.dic.get("sync_bn"))
+        return Trainer(model, optimizer, losses, train_dataset, options, val_dataset).run()

@@ -1,0 +1,187 @@
+"""Bad input to lpsnet train / val: one line naming the culprit, exit 2, no hang, nothing lost."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tiny_dataset as td
+from paddleseg_lpsnet.cli import main
+from paddleseg_lpsnet.compat import revert_paddleseg_fixes
+from paddleseg_lpsnet.core.train import train
+from paddleseg_lpsnet.utils.checkpoint import read_state_dict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def clean_root(tmp_path_factory):
+    return td.write_generic(tmp_path_factory.mktemp("clean"), num_train=4, num_val=2)
+
+
+@pytest.fixture
+def root(clean_root, tmp_path):
+    """A fresh copy of the tiny dataset that a test may damage."""
+    return shutil.copytree(clean_root, str(tmp_path / "data"))
+
+
+@pytest.fixture(autouse=True)
+def leave_upstream_code():
+    yield
+    revert_paddleseg_fixes()
+
+
+def _config(tmp_path, root, **changes):
+    cfg = td.generic_config(root)
+    for dotted, value in changes.items():
+        node = cfg
+        *path, last = dotted.split(".")
+        for key in path:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[last] = value
+    return td.write_config(tmp_path / "bad.yml", cfg)
+
+
+def _train_error(capsys, config, tmp_path, *extra):
+    rc = main(["train", "--config", config, "--save_dir", str(tmp_path / "out"), "--iters", "2",
+               "--save_interval", "1", "--device", "cpu", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert err[-1].startswith("lpsnet train: error: ")
+    return err[-1]
+
+
+def test_missing_dataset_root(tmp_path, root, capsys):
+    config = _config(tmp_path, root, **{"train_dataset.dataset_root": str(tmp_path / "nowhere")})
+    err = _train_error(capsys, config, tmp_path)
+    assert f"train_dataset.dataset_root in {config}: directory {tmp_path / 'nowhere'} does not exist" in err
+
+
+def test_missing_file_list(tmp_path, root, capsys):
+    config = _config(tmp_path, root, **{"train_dataset.train_path": str(tmp_path / "missing.txt")})
+    err = _train_error(capsys, config, tmp_path)
+    assert f"train_dataset.train_path in {config}: file list {tmp_path / 'missing.txt'} does not exist" in err
+
+
+def test_listed_file_missing(tmp_path, root, capsys):
+    os.remove(os.path.join(root, "labels", "train_2.png"))
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"listed file {os.path.join(root, 'labels', 'train_2.png')} does not exist" in err
+
+
+def test_empty_cityscapes_root(tmp_path, capsys):
+    root = tmp_path / "cityscapes"
+    for part in ("leftImg8bit/train", "gtFine/train"):
+        (root / part).mkdir(parents=True)
+    cfg = td.generic_config(str(root))
+    cfg["train_dataset"] = {"type": "Cityscapes", "dataset_root": str(root), "mode": "train",
+                            "transforms": [{"type": "Normalize"}]}
+    cfg.pop("val_dataset")
+    cfg["model"]["num_classes"] = 19
+    err = _train_error(capsys, td.write_config(tmp_path / "c.yml", cfg), tmp_path)
+    assert "has no samples" in err and "leftImg8bit/<mode>/<city>/*_leftImg8bit.png" in err
+
+
+def test_unreadable_image(tmp_path, root, capsys):
+    bad = os.path.join(root, "images", "train_1.png")
+    with open(bad, "wb") as f:
+        f.write(b"this is not a png")
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"Cannot read image {bad}" in err
+
+
+def test_truncated_image(tmp_path, root, capsys):
+    bad = os.path.join(root, "images", "train_3.png")
+    with open(bad, "rb") as f:
+        head = f.read(200)  # header intact, pixel data cut
+    with open(bad, "wb") as f:
+        f.write(head)
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"the image {bad} cannot be decoded" in err
+
+
+def test_label_values_out_of_range(tmp_path, root, capsys):
+    path = os.path.join(root, "labels", "train_0.png")
+    label = np.asarray(Image.open(path)).copy()
+    label[5:9, 10:20] = 33  # a Cityscapes labelId, not a train id
+    td.write_png(path, label)
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"label {path})" in err and "label values 33 are outside 0..3 and are not ignore_index 255" in err
+
+
+def test_image_label_size_mismatch(tmp_path, root, capsys):
+    path = os.path.join(root, "labels", "train_1.png")
+    td.write_png(path, np.zeros((32, 128), np.uint8))
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"label {path})" in err and "image is 128x64 but label is 128x32" in err
+
+
+@pytest.mark.parametrize("key,value,suggestion", [
+    ("model.type", "LPSNetSeq", "LPSNetSeg"),
+    ("model.backbone.type", "LPSNetBackbone_s", "LPSNetBackbone_S"),
+    ("train_dataset.transforms.0.type", "RandomHorizontalFlp", "RandomHorizontalFlip"),
+    ("loss.types.0.type", "CrossEntropyLos", "CrossEntropyLoss"),
+    ("lr_scheduler.type", "PolynomialDecy", "PolynomialDecay"),
+])
+def test_unknown_component_names_suggest_close_ones(tmp_path, root, capsys, key, value, suggestion):
+    config = _config(tmp_path, root, **{key: value})
+    err = _train_error(capsys, config, tmp_path)
+    assert repr(value) in err and config in err and f"Did you mean {suggestion}" in err
+
+
+def test_bad_val_sample_is_named(tmp_path, root, capsys):
+    bad = os.path.join(root, "images", "val_1.png")
+    with open(bad, "wb") as f:
+        f.write(b"junk")
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path, "--do_eval")
+    assert f"Cannot read image {bad}" in err
+
+
+def test_save_dir_that_is_a_file_fails_before_training(tmp_path, root, capsys):
+    (tmp_path / "out").write_text("my notes")
+    err = _train_error(capsys, _config(tmp_path, root), tmp_path)
+    assert f"--save_dir {tmp_path / 'out'} is a file" in err
+    assert (tmp_path / "out").read_text() == "my notes"
+
+
+def test_a_failing_run_keeps_what_was_written(tmp_path, root):
+    config = _config(tmp_path, root)
+    save_dir = str(tmp_path / "out")
+    train(config, save_dir=save_dir, iters=2, save_interval=2, log_iters=1, use_vdl=True, device="cpu",
+          progress=False)
+    written = {}
+    for name in os.listdir(save_dir):
+        if name.startswith("vdlrecords"):
+            with open(os.path.join(save_dir, name), "rb") as f:
+                written[name] = f.read()
+    before = read_state_dict(os.path.join(save_dir, "iter_2"))
+    with open(os.path.join(root, "images", "train_0.png"), "wb") as f:
+        f.write(b"junk")
+    for resume in (None, "auto"):
+        with pytest.raises(Exception, match="train_0.png"):
+            train(config, save_dir=save_dir, iters=4, save_interval=1, use_vdl=True, device="cpu",
+                  progress=False, resume_model=resume)
+    after = read_state_dict(os.path.join(save_dir, "iter_2"))
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    assert written
+    for name, content in written.items():  # a later run in the same second may append, never truncate
+        with open(os.path.join(save_dir, name), "rb") as f:
+            assert f.read().startswith(content)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_bad_sample_with_reader_workers_errors_without_hanging(tmp_path, root, num_workers):
+    bad = os.path.join(root, "images", "train_2.png")
+    with open(bad, "wb") as f:
+        f.write(b"junk")
+    cmd = [sys.executable, "-m", "paddleseg_lpsnet", "train", "--config", _config(tmp_path, root),
+           "--save_dir", str(tmp_path / "out"), "--iters", "4", "--device", "cpu",
+           "--num_workers", str(num_workers)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("lpsnet train: error: train_dataset sample ") and f"Cannot read image {bad}" in last
+    assert "Traceback" not in proc.stderr
