@@ -14,6 +14,12 @@ import warnings
 COMMANDS = {
     "convert": ("paddleseg_lpsnet.tools.convert",
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
+    "predict": ("paddleseg_lpsnet.tools.predict",
+                "dygraph prediction of a config's model: colour-mapped predictions and overlays"),
+    "export": ("paddleseg_lpsnet.tools.export",
+               "export a config's model for deployment (Paddle inference model or ONNX + deploy.yaml)"),
+    "infer": ("paddleseg_lpsnet.tools.infer",
+              "run an exported model on images with Paddle Inference or onnxruntime"),
 }
 
 
