@@ -308,3 +308,30 @@ def test_upstream_ppliteseg_export(tmp_path):
         export_model(model, onnx_dir, format="onnx")
     export_like_cli(model, cfg, onnx_dir, format="onnx", input_shape=[1, 3, 128, 256])
     assert agreement(DeployedSegmenter(onnx_dir, cpu_threads=2).predict([image])[0], expected) >= MIN_AGREEMENT
+
+
+def test_resize_transform_is_undone_per_image(tiny, tmp_path):
+    """With a Resize in deploy.yaml, each prediction comes back at its image's size and
+    (for score outputs) matches PaddleSeg's own dygraph inference, which undoes it too."""
+    import argparse
+
+    from paddleseg_lpsnet.tools.predict import predict_image
+    cfg, model = tiny
+    transforms = [{"type": "Resize", "target_size": [96, 64]}, {"type": "Normalize"}]
+    export_model(model, str(tmp_path / "none"), transforms=transforms, output_op="none")
+    export_model(model, str(tmp_path / "argmax"), transforms=transforms)
+    image = IMAGES["97x131"]
+    args = argparse.Namespace(aug_pred=False, is_slide=False, stride=None, crop_size=None)
+    expected = predict_image(model, image, build_transforms(transforms), args)
+    assert expected.shape == (97, 131)
+    scores = DeployedSegmenter(str(tmp_path / "none"), cpu_threads=2).predict([image])[0]
+    assert agreement(scores, expected) >= 0.999
+    labels = DeployedSegmenter(str(tmp_path / "argmax"), cpu_threads=2).predict([image])[0]
+    assert labels.shape == (97, 131)
+
+
+@pytest.mark.skipif(paddle.is_compiled_with_cuda(), reason="checks the message of a CPU-only build")
+def test_gpu_on_a_cpu_build_is_a_clear_error(tiny, tmp_path):
+    export_model(tiny[1], str(tmp_path))
+    with pytest.raises(LPSNetError, match="no CUDA"):
+        create_predictor(DeployConfig.load(str(tmp_path)), backend="paddle", device="gpu")
