@@ -167,6 +167,8 @@ def export_model(model, save_dir, transforms=None, output_op="argmax", input_sha
     """
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r} is not one of {', '.join(FORMATS)}.")
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise ConfigError(f"--save_dir {save_dir} is a file; expected a directory.")
     spec, shape = _input_spec(input_shape, model_in_channels(model))
     transforms = list(transforms) if transforms else [{"type": "Normalize"}]
     build_transforms(transforms, shape[1])  # fail now, not at inference, on a bad transform
