@@ -16,6 +16,12 @@ COMMANDS = {
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
     "train": ("paddleseg_lpsnet.tools.train", "train a config's model (PaddleSeg's train.py flags)"),
     "val": ("paddleseg_lpsnet.tools.val", "evaluate a checkpoint: mIoU, Acc, Kappa, per-class IoU"),
+    "predict": ("paddleseg_lpsnet.tools.predict",
+                "dygraph prediction of a config's model: colour-mapped predictions and overlays"),
+    "export": ("paddleseg_lpsnet.tools.export",
+               "export a config's model for deployment (Paddle inference model or ONNX + deploy.yaml)"),
+    "infer": ("paddleseg_lpsnet.tools.infer",
+              "run an exported model on images with Paddle Inference or onnxruntime"),
 }
 
 

@@ -5,7 +5,8 @@ import os
 
 from paddleseg_lpsnet.errors import ConfigError
 
-__all__ = ["load_config", "build_model", "null_pretrained", "component_names", "find_component"]
+__all__ = ["load_config", "build_model", "null_pretrained", "component_names", "find_component",
+           "build_model_with_weights"]
 
 
 def load_config(path, opts=None, **overrides):
@@ -93,3 +94,37 @@ def build_model(config, pretrained=False):
         return SegBuilder(config).model
     except (AssertionError, RuntimeError, TypeError, ValueError) as exc:
         raise ConfigError(f"Cannot build the model: {exc}") from exc
+
+
+def _pretrained_values(node):
+    """Every non-empty `pretrained` value in a model config, at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "pretrained" and value:
+                yield str(value)
+            else:
+                yield from _pretrained_values(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _pretrained_values(item)
+
+
+def build_model_with_weights(config, model_path=None):
+    """The model of `config` in eval mode, with weights for predicting or exporting.
+
+    With `model_path` the checkpoint is loaded strictly (every tensor must fit) and
+    the config's `pretrained` entries are ignored; without it the config's own
+    `pretrained` entries are loaded as the config says. Returns (model, source),
+    source naming where the weights came from.
+    """
+    from paddleseg_lpsnet.utils.checkpoint import load_model_pretrained
+    if model_path:
+        model = build_model(config, pretrained=False)
+        load_model_pretrained(model, model_path)
+        source = model_path
+    else:
+        model = build_model(config, pretrained=True)
+        names = list(_pretrained_values(config.dic.get("model")))
+        source = ", ".join(names) if names else "random initialisation (no --model_path, no `pretrained` in the config)"
+    model.eval()
+    return model, source
