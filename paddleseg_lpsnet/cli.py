@@ -22,6 +22,8 @@ COMMANDS = {
                "export a config's model for deployment (Paddle inference model or ONNX + deploy.yaml)"),
     "infer": ("paddleseg_lpsnet.tools.infer",
               "run an exported model on images with Paddle Inference or onnxruntime"),
+    "scale": ("paddleseg_lpsnet.tools.scale",
+              "grow a tiny LPS-Net by the paper's progressive scaling on this device and data"),
 }
 
 

@@ -32,10 +32,9 @@ class Arch:
 
     @property
     def key(self):
-        """Identity of the network (sorted ratios): equal keys build equal networks."""
-        ratios = ",".join(_fmt_ratio(r) for r in sorted(self.ratios, reverse=True))
-        return (f"d{'-'.join(map(str, self.depths))}_c{'-'.join(map(str, self.channels))}"
-                f"_r{ratios}")
+        """Identity of the network (sorted ratios): equal keys build equal networks; a valid file name."""
+        ratios = "-".join(f"{r:g}" for r in sorted(self.ratios, reverse=True))
+        return f"d{'-'.join(map(str, self.depths))}_c{'-'.join(map(str, self.channels))}_r{ratios}"
 
     def backbone_kwargs(self):
         """Arguments of LPSNetBackbone building this architecture."""
