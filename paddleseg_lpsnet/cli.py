@@ -14,6 +14,9 @@ import warnings
 COMMANDS = {
     "convert": ("paddleseg_lpsnet.tools.convert",
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
+    "data": ("paddleseg_lpsnet.tools.data", "prepare or generate datasets"),
+    "pretrain": ("paddleseg_lpsnet.tools.pretrain",
+                 "ImageNet pretraining of a backbone from a PaddleClas config"),
 }
 
 

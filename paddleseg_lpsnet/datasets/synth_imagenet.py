@@ -37,7 +37,7 @@ def class_names(num_classes):
 def _shape_mask(shape, size, rng):
     """A uint8 mask (255 inside) of `shape` at a random place, scale and rotation."""
     mask = np.zeros((size, size), np.uint8)
-    radius = rng.uniform(0.25, 0.4) * size
+    radius = rng.uniform(0.3, 0.45) * size
     cx, cy = (rng.uniform(radius, size - radius) for _ in range(2))
     angle = rng.uniform(0, 2 * np.pi)
 
