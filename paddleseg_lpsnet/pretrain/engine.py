@@ -25,7 +25,7 @@ def ppcls_source_available():
     except Exception as exc:
         where = list(spec.submodule_search_locations or [spec.origin])
         raise LPSNetError(f"A PaddleClas source tree is importable ({where[0]}) but its Engine is "
-                          f"not: {type(exc).__name__}: {exc}. Fix that tree, or pass --trainer own "
+                          f"not: {type(exc).__name__}: {exc}. Fix that tree, or pass --engine lpsnet "
                           "to use paddleseg-lpsnet's trainer.") from exc
     return True
 

@@ -87,6 +87,18 @@ def _topk_of(metric_entries):
     return ks
 
 
+def _best_so_far(states, checkpoint):
+    """Best metric and epoch before a resume: from our .pdstates, or a PaddleClas run's best_model."""
+    if "best_metric" in states:
+        return {"metric": float(states["best_metric"]), "epoch": int(states.get("best_epoch", 0))}
+    best_states = os.path.join(os.path.dirname(checkpoint_prefix(checkpoint)), "best_model.pdstates")
+    if os.path.isfile(best_states):
+        best = paddle.load(best_states)
+        if int(best.get("epoch", 0)) <= int(states["epoch"]):
+            return {"metric": float(best["metric"]), "epoch": int(best["epoch"])}
+    return {"metric": -1.0, "epoch": 0}
+
+
 class _Meters:
     """PaddleClas AverageMeters by name, weighted by batch size."""
 
@@ -135,6 +147,8 @@ class PretrainTrainer:
         self.eval_loss = CombinedCELoss(config["Loss"].get("Eval") or config["Loss"]["Train"])
         metric = config.get("Metric") or {}
         self.train_topk, self.eval_topk = _topk_of(metric.get("Train")), _topk_of(metric.get("Eval")) or [1]
+        if self.class_num and max(self.train_topk + self.eval_topk) > self.class_num:
+            self.log.warning(f"Top-k metrics with k > Arch.class_num ({self.class_num}) are always 1.")
         self.net = paddle.DataParallel(self.model) if self.world > 1 else self.model
         self.vdl = self._visualdl(glob)
         self.start_epoch, self.best = 0, {"metric": -1.0, "epoch": 0}
@@ -175,12 +189,11 @@ class PretrainTrainer:
         if glob.get("checkpoints"):
             states = load_checkpoint(glob["checkpoints"], self.model, self.optimizer)
             self.start_epoch = int(states["epoch"])
-            self.best = {"metric": float(states.get("best_metric", -1.0)),
-                         "epoch": int(states.get("best_epoch", 0))}
+            self.best = _best_so_far(states, glob["checkpoints"])
             self.global_step = self.start_epoch * self.steps_per_epoch
+            best = f"{self.best['metric']:.5f}" if self.best["metric"] >= 0 else "none"
             self.log.info(f"Resumed from {checkpoint_prefix(glob['checkpoints'])} at epoch "
-                          f"{self.start_epoch} (lr {self.lr.get_lr():.6g}, best top1 so far "
-                          f"{self.best['metric']:.5f})")
+                          f"{self.start_epoch} (lr {self.lr.get_lr():.6g}, best top1 so far {best})")
         elif glob.get("pretrained_model"):
             path = str(glob["pretrained_model"])
             load_backbone_pretrained(self.model, path if path.endswith(".pdparams") or os.path.isfile(path)

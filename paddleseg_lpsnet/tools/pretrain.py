@@ -11,7 +11,8 @@ meaning. Both run under `python -m paddle.distributed.launch`. The best checkpoi
 """
 import os
 
-TRAINERS = ("auto", "paddleclas", "own")
+# Not --trainer: paddle.distributed.launch would take it for its own --trainers.
+ENGINES = ("auto", "paddleclas", "lpsnet")
 
 
 def add_arguments(parser):
@@ -19,20 +20,20 @@ def add_arguments(parser):
     parser.add_argument("-o", "--override", action="append", nargs="+", default=[],
                         metavar="KEY=VALUE", help="override a config value, e.g. -o Global.epochs=10 "
                         "(repeatable; list items by index: DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=32)")
-    parser.add_argument("--trainer", choices=TRAINERS, default="auto",
+    parser.add_argument("--engine", choices=ENGINES, default="auto",
                         help="auto: PaddleClas's Engine if a PaddleClas source tree is importable, "
-                        "else paddleseg-lpsnet's trainer (default); paddleclas / own: force one")
+                        "else paddleseg-lpsnet's trainer (default); paddleclas / lpsnet: force one")
 
 
 def _use_ppcls(choice):
     from paddleseg_lpsnet.errors import LPSNetError
     from paddleseg_lpsnet.pretrain.engine import ppcls_source_available
 
-    if choice == "own":
+    if choice == "lpsnet":
         return False
     available = ppcls_source_available()
     if choice == "paddleclas" and not available:
-        raise LPSNetError("--trainer paddleclas needs a PaddleClas source tree on PYTHONPATH "
+        raise LPSNetError("--engine paddleclas needs a PaddleClas source tree on PYTHONPATH "
                           "(the paddleclas wheel has no training Engine); git clone PaddleClas and "
                           "export PYTHONPATH=/path/to/PaddleClas.")
     return available
@@ -40,7 +41,7 @@ def _use_ppcls(choice):
 
 def run(args):
     overrides = [opt for group in args.override for opt in group]
-    if _use_ppcls(args.trainer):
+    if _use_ppcls(args.engine):
         from paddleseg_lpsnet.pretrain.engine import run_ppcls_engine
         print("lpsnet pretrain: training with PaddleClas's Engine (source tree found).")
         run_ppcls_engine(args.config, overrides)
@@ -49,7 +50,7 @@ def run(args):
     from paddleseg_lpsnet.pretrain.trainer import PretrainTrainer
 
     config = load_ppcls_config(args.config, overrides)
-    if args.trainer == "auto":
+    if args.engine == "auto":
         print("lpsnet pretrain: no PaddleClas source tree importable; training with "
               "paddleseg-lpsnet's trainer (same config sections and meaning).")
     trainer = PretrainTrainer(config)
