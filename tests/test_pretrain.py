@@ -359,18 +359,23 @@ def test_gpu_device_without_cuda_says_what_to_do(synth, tmp_path):
 
 
 # -- multi-process and PaddleClas's Engine ----------------------------------------------
-def test_two_cpu_processes_under_paddle_distributed_launch(synth, tmp_path):
-    """Gloo on CPU: each process trains on its shard; rank 0 alone writes; eval covers the set once."""
-    from paddleseg_lpsnet.pretrain.trainer import build_classifier
-    out = str(tmp_path / "dist")
+def run_launched(tmp_path, overrides, *extra, pythonpath=""):
+    """`lpsnet pretrain` in 2 CPU processes under paddle.distributed.launch: (result, worker logs)."""
     # launch runs a script file (as users do with `$(which lpsnet)`); this one imports the checkout.
     script = tmp_path / "lpsnet_entry.py"
     script.write_text("import sys\nfrom paddleseg_lpsnet.cli import main\nsys.exit(main())\n")
     launcher = ["-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
                 str(tmp_path / "log"), str(script)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    res = run_pretrain(tiny_overrides(synth, out, epochs=2), "--engine", "lpsnet", launcher=launcher, env=env)
-    logs = "".join(open(f).read() for f in glob.glob(str(tmp_path / "log" / "*")))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, pythonpath or os.environ.get("PYTHONPATH", "")]))
+    res = run_pretrain(overrides, *extra, launcher=launcher, env=env)
+    return res, "".join(open(f).read() for f in glob.glob(str(tmp_path / "log" / "*")))
+
+
+def test_two_cpu_processes_under_paddle_distributed_launch(synth, tmp_path):
+    """Gloo on CPU: each process trains on its shard; rank 0 alone writes; eval covers the set once."""
+    from paddleseg_lpsnet.pretrain.trainer import build_classifier
+    out = str(tmp_path / "dist")
+    res, logs = run_launched(tmp_path, tiny_overrides(synth, out, epochs=2), "--engine", "lpsnet")
     assert res.returncode == 0, res.stdout[-2000:] + logs[-4000:]
     assert sorted(os.listdir(out)) == sorted(
         ["best_model", "train.log"] + [f"{p}.{e}" for p in ("best_model", "latest", "epoch_1", "epoch_2")
@@ -422,3 +427,20 @@ def test_paddleclas_engine_path(synth, tmp_path):
                        + [f"Global.checkpoints={out}/epoch_1"], "--engine", "lpsnet")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "Resumed from" in res.stdout and "at epoch 1 (lr 0.05" in res.stdout
+
+
+def test_paddleclas_engine_under_launch(synth, tmp_path):
+    pythonpath = _ppcls_pythonpath()
+    if pythonpath is None:
+        pytest.skip("no PaddleClas source tree; set PADDLECLAS_ROOT=/path/to/PaddleClas")
+    out = str(tmp_path / "engine_dist")
+    # Without evaluation: PaddleClas's classification_eval reads ParallelEnv().device_id, which
+    # Paddle 3.3.1 leaves unset on CPU (it works on GPUs).
+    res, logs = run_launched(tmp_path, tiny_overrides(synth, out, epochs=2) + ["Global.eval_during_train=False"],
+                             pythonpath=pythonpath)
+    assert res.returncode == 0, res.stdout[-2000:] + logs[-4000:]
+    assert logs.count("training with PaddleClas's Engine") == 2  # both ranks
+    assert len(glob.glob(os.path.join(out, "vdlrecords.*.log"))) == 1  # rank 0 alone writes
+    assert sorted(os.listdir(out)) == sorted(
+        ["train.log"] + [f"{p}.{e}" for p in ("latest", "epoch_1", "epoch_2") for e in ("pdparams", "pdopt", "pdstates")]
+        + [os.path.basename(f) for f in glob.glob(os.path.join(out, "vdlrecords.*.log"))])
