@@ -444,3 +444,19 @@ def test_paddleclas_engine_under_launch(synth, tmp_path):
     assert sorted(os.listdir(out)) == sorted(
         ["train.log"] + [f"{p}.{e}" for p in ("latest", "epoch_1", "epoch_2") for e in ("pdparams", "pdopt", "pdstates")]
         + [os.path.basename(f) for f in glob.glob(os.path.join(out, "vdlrecords.*.log"))])
+
+
+def test_failed_checkpoint_write_is_a_checkpoint_error(tmp_path, monkeypatch):
+    from paddleseg_lpsnet.pretrain import checkpoint
+    model = LPSNetBackbone(depths=[1, 1, 1], channels=[4, 8, 8], scale_ratios=[1.0], class_num=3)
+    opt = paddle.optimizer.Momentum(parameters=model.parameters())
+    checkpoint.save_checkpoint(model, opt, {"metric": 0.1, "epoch": 1}, str(tmp_path), "latest")
+    before = open(tmp_path / "latest.pdparams", "rb").read()
+
+    def disk_full(obj, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "atomic_paddle_save", disk_full)
+    with pytest.raises(CheckpointError, match=r"latest.pdparams: .*No space left.*unchanged"):
+        checkpoint.save_checkpoint(model, opt, {"metric": 0.2, "epoch": 2}, str(tmp_path), "latest")
+    assert open(tmp_path / "latest.pdparams", "rb").read() == before

@@ -36,16 +36,25 @@ def _param_names(model):
 
 
 def save_checkpoint(model, optimizer, states, output_dir, prefix):
-    """Write <output_dir>/<prefix>.{pdparams,pdopt,pdstates}; only rank 0 writes."""
+    """Write <output_dir>/<prefix>.{pdparams,pdopt,pdstates}; only rank 0 writes.
+
+    Each file is replaced atomically, .pdstates last; a failed write (disk full)
+    raises CheckpointError and leaves the earlier files of that name intact.
+    """
     if paddle.distributed.get_rank() != 0:
         return
     base = os.path.join(output_dir, prefix)
     params = model.state_dict()
-    atomic_paddle_save(params, base + ".pdparams")
-    atomic_paddle_save([optimizer.state_dict()], base + ".pdopt")
+    writes = [(params, base + ".pdparams"), ([optimizer.state_dict()], base + ".pdopt")]
     if prefix == "best_model":
-        atomic_paddle_save(params, os.path.join(output_dir, "best_model", "model.pdparams"))
-    atomic_paddle_save(dict(states, param_names=_param_names(model)), base + ".pdstates")
+        writes.append((params, os.path.join(output_dir, "best_model", "model.pdparams")))
+    writes.append((dict(states, param_names=_param_names(model)), base + ".pdstates"))
+    for obj, path in writes:
+        try:
+            atomic_paddle_save(obj, path)
+        except OSError as exc:
+            raise CheckpointError(f"Cannot write checkpoint {path}: {exc}. The previous {prefix} "
+                                  "files, if any, are unchanged.") from exc
 
 
 def _rename_optimizer_state(opt_state, saved_names, model):
