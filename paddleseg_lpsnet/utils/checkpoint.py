@@ -89,30 +89,38 @@ def load_model_pretrained(model, path):
     return n
 
 
-def backbone_state_from(state, source):
-    """Backbone tensors from a classification or segmentation checkpoint.
+def backbone_state_from(state):
+    """Backbone tensors of a classification or segmentation checkpoint.
 
     A classification checkpoint holds the backbone's own keys plus its FC (dropped);
     a segmentation checkpoint prefixes them with `backbone.` (head dropped).
+    Returns (state, kind, dropped keys).
     """
     if any(k.startswith("backbone.") for k in state):
-        return {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        dropped = [k for k in state if not k.startswith("backbone.")]
+        return ({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")},
+                "segmentation", dropped)
     dropped = [k for k in state if k.startswith(CLASSIFIER_KEYS)]
-    if dropped:
-        logger.info(f"Dropping {len(dropped)} classifier tensors ({', '.join(dropped)}) of {source}")
-    return {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_KEYS)}
+    return {k: v for k, v in state.items() if k not in dropped}, "classification", dropped
 
 
 def load_backbone_pretrained(backbone, path):
     """Load ImageNet (or segmentation) weights into a backbone; every backbone tensor must load.
 
-    The classifier form of the backbone keeps its FC if the checkpoint has one.
+    The classifier form of the backbone keeps its FC if the checkpoint has one. Logs
+    one line saying how many tensors came from the checkpoint and what was dropped;
+    returns the number of tensors loaded.
     """
     path = _resolve(path)
     state = read_state_dict(path)
-    wants_fc = getattr(backbone, "class_num", None) is not None
-    if not wants_fc:
-        state = backbone_state_from(state, path)
+    kind, dropped = "classifier", []
+    if getattr(backbone, "class_num", None) is None:
+        state, kind, dropped = backbone_state_from(state)
     n = strict_load(backbone, state, path)
-    logger.info(f"Loaded {n}/{n} backbone tensors of {type(backbone).__name__} from {path}")
+    note = ""
+    if dropped:
+        shown = ", ".join(dropped[:4]) + (" ..." if len(dropped) > 4 else "")
+        note = f"; dropped {len(dropped)} tensors not in the backbone ({shown})"
+    logger.info(f"Loaded {n} of {n} backbone tensors of {type(backbone).__name__} from "
+                f"{kind} checkpoint {path}{note}")
     return n
