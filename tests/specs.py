@@ -55,4 +55,11 @@ SLOW = {"FasterSegTeacher"}
 # Other registered components (datasets, transforms, losses): tested in their own files.
 OTHERS = {"KLDistillationLoss"}  # tests/test_distillation_loss.py
 
+
+def param_names(components):
+    """Sorted names as pytest params; those in SLOW run only with `-m slow`."""
+    import pytest
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(components)]
+
+
 ALL = set(SEG_MODELS) | set(BACKBONES) | set(HEADS) | OTHERS

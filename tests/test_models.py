@@ -11,12 +11,8 @@ import pytest
 
 from paddleseg_lpsnet.models import to_deploy
 from paddleseg_lpsnet.models.deploy import count_unfolded_bn
-from specs import BACKBONES, HEADS, NUM_CLASSES, SEG_MODELS, SLOW
-
-
-def _names(components):
-    """Sorted names as pytest params; those in specs.SLOW run only with `-m slow`."""
-    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(components)]
+from specs import BACKBONES, HEADS, NUM_CLASSES, SEG_MODELS
+from specs import param_names as _names
 
 ODD_SIZES = [(1, 250, 500), (2, 97, 131), (1, 33, 47)]
 
