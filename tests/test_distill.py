@@ -24,6 +24,7 @@ from paddleseg_lpsnet.models.losses import KLDistillationLoss
 from paddleseg_lpsnet.utils.checkpoint import read_state_dict, strict_load
 from paddleseg_lpsnet.utils.config import build_model, load_config
 from specs import FASTERSEG_TINY
+from test_train import _crash_at
 
 FAST = dict(device="cpu", progress=False, log_iters=1)
 
@@ -251,16 +252,6 @@ def test_student_learns_from_the_teacher_alone(trained_teacher, data_root, tmp_p
     result = train_mod.train(student, save_dir=str(tmp_path / "out"), iters=40, save_interval=40,
                              do_eval=True, seed=0, learning_rate=0.1, **FAST)
     assert result.best_miou > 0.45, result.last_eval
-
-
-def _crash_at(iteration):
-    original = train_mod.Trainer.train_step
-
-    def step(self, batch):
-        if self.state.iteration == iteration:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, batch)
-    return step
 
 
 def test_resume_with_a_teacher_continues_exactly(lpsnet_pair, tmp_path, monkeypatch):
