@@ -347,7 +347,7 @@ BAD_SECTIONS = {
                        r"`distill.loss` .* has 2 types and 1 coef"),
     "negative coef": ((("loss", "coef"), [-1.0]), ConfigError, r"`distill.loss.coef` .* weights >= 0"),
     "unknown loss type": ((("loss", "types"), [{"type": "KLDistilationLoss"}]), ConfigError,
-                          r"Unknown component type 'KLDistilationLoss' in distill.loss.types.*"
+                          r"Unknown component type 'KLDistilationLoss' in distill.loss.types\[0\] of .*student.yml\. "
                           r"Did you mean KLDistillationLoss"),
     "bad loss argument": ((("loss", "types"), [{"type": "KLDistillationLoss", "temprature": 2}]), ConfigError,
                           r"Cannot build `distill.loss.types\[0\]` \(KLDistillationLoss\).*temprature"),

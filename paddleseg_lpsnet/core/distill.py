@@ -115,7 +115,8 @@ def _loss_lists(loss, source):
     if len(types) != len(coef):
         raise ConfigError(f"`distill.loss` in {source} has {len(types)} types and {len(coef)} coef: "
                           "give one type (used for every coef) or one per coef.")
-    _check_types(types, f"distill.loss.types of {source}")
+    for i, loss_type in enumerate(types):
+        _check_types(loss_type, f"distill.loss.types[{i}] of {source}")
     return tuple(types), tuple(float(c) for c in coef)
 
 
