@@ -103,17 +103,33 @@ def _distill_configs():
     return found
 
 
+def test_distill_configs_are_shipped_for_both_families():
+    names = {os.path.relpath(p, ROOT) for p in _distill_configs()}
+    assert names == {os.path.join("configs", "fasterseg", "fasterseg_student_distill.yml"),
+                     os.path.join("configs", "lpsnet", "lpsnet_s_distill_from_l.yml")}
+
+
+DISTILL_PAIRS = {"fasterseg_student_distill.yml": ("FasterSegStudent", "FasterSegTeacher"),
+                 "lpsnet_s_distill_from_l.yml": ("LPSNetBackbone_S", "LPSNetBackbone_L")}
+
+
 @pytest.mark.parametrize("path", _distill_configs(), ids=lambda p: os.path.relpath(p, ROOT))
 def test_distill_section_names_a_teacher_with_the_same_classes(path):
-    """Draft shape: distill: {teacher: {config, checkpoint}, loss: {type, ...}} (paths from the repo root)."""
+    """The section reads (core/distill.py); its teacher config (from the repo root) builds a
+    bigger model of the student's classes; its loss is the authors' KL, weight 1/19."""
+    from paddleseg.cvlibs import SegBuilder
+
+    from paddleseg_lpsnet.core.distill import read_distill_section
     cfg = load_config(path)
-    distill = cfg.dic["distill"]
-    assert set(distill) == {"teacher", "loss"} and set(distill["teacher"]) == {"config", "checkpoint"}
-    teacher_cfg = load_config(os.path.join(ROOT, distill["teacher"]["config"]))
-    assert teacher_cfg.dic["model"]["num_classes"] == cfg.dic["model"]["num_classes"]
-    teacher = build_model(teacher_cfg)
-    assert type(teacher).__module__.startswith("paddleseg_lpsnet")
-    loss_cfg = dict(distill["loss"])
-    loss = find_component(loss_cfg.pop("type"), "distill.loss")(**loss_cfg)
-    logits = paddle.randn([1, cfg.dic["model"]["num_classes"], 4, 4])
-    assert float(loss(logits, logits)) == pytest.approx(0.0, abs=1e-6)
+    spec = read_distill_section(cfg.dic, path)
+    student_name, teacher_name = DISTILL_PAIRS[os.path.basename(path)]
+    model_cfg = cfg.dic["model"]
+    assert student_name in (model_cfg["type"], model_cfg.get("backbone", {}).get("type"))
+    teacher_cfg = load_config(os.path.join(ROOT, spec.teacher_config))
+    teacher_model = teacher_cfg.dic["model"]
+    assert teacher_name in (teacher_model["type"], teacher_model.get("backbone", {}).get("type"))
+    assert teacher_model["num_classes"] == model_cfg["num_classes"]
+    assert spec.teacher_checkpoint.startswith("output/") and spec.teacher_checkpoint.endswith(".pdparams")
+    assert spec.coef == (1 / 19,)
+    (loss,) = [SegBuilder(cfg).build_component(t) for t in spec.loss_types]
+    assert (type(loss).__name__, loss.temperature, loss.loss_weight) == ("KLDistillationLoss", 1.0, 1.0)

@@ -11,7 +11,8 @@ What the loop does that PaddleSeg 2.8's does not:
   `--resume_model auto` picks the newest complete checkpoint in save_dir;
 - a bad sample stops the run with an error naming its files, never a hang
   (core/data.py), and the checkpoints written so far stay;
-- the loss is a LossComputer (core/losses.py) to which terms can be added;
+- the loss is a LossComputer (core/losses.py) to which terms can be added, e.g.
+  distillation from a frozen teacher (a config's `distill` section, core/distill.py);
 - with paddle.distributed every rank trains and evaluates, rank 0 alone writes.
 """
 import contextlib
@@ -410,13 +411,15 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
           use_ema=False, opts=None, progress=None, extra_loss_terms=()):
     """`lpsnet train`: train the model of config file `config` (PaddleSeg's flags as arguments).
 
-    `extra_loss_terms` are added to the config's losses (see core/losses.py).
+    `extra_loss_terms` are added to the config's losses (see core/losses.py), and so is
+    distillation from a frozen teacher when the config has a `distill` section (core/distill.py).
     Returns a TrainResult.
     """
     from paddleseg.cvlibs import SegBuilder
 
     from paddleseg_lpsnet.core.builder import (build_train_dataset, build_val_dataset,
                                                load_checked_config, set_device)
+    from paddleseg_lpsnet.core.distill import build_distill_term
     with paddleseg_fixes_applied():
         set_device(device)
         set_seed(seed)
@@ -428,6 +431,9 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
         model = _build(lambda: builder.model, "model", config)
         optimizer = _build(lambda: builder.optimizer, "optimizer / lr_scheduler", config)
         losses = LossComputer(_build(lambda: builder.loss, "loss", config), extra_loss_terms, config)
+        distill = build_distill_term(cfg, config, model)  # None without a `distill` section
+        if distill is not None:
+            losses.add_term(distill)
         options = TrainOptions(
             save_dir=save_dir, iters=cfg.iters, batch_size=cfg.batch_size, save_interval=save_interval,
             log_iters=log_iters, keep_checkpoint_max=keep_checkpoint_max, num_workers=num_workers,
