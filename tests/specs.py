@@ -4,7 +4,7 @@ Every name this project registers must appear here (tests/test_registry.py check
 it), so no new component escapes the shared tests.
 """
 import paddleseg_lpsnet  # noqa: F401
-from paddleseg_lpsnet.models import LPSNetHead, LPSNetSeg
+from paddleseg_lpsnet.models import LPSNetHead, LPSNetSeg, PMSDSENet
 from paddleseg_lpsnet.models.backbones import (LPSNET_TINY, LPSNetBackbone, LPSNetBackbone_L,
                                                LPSNetBackbone_M, LPSNetBackbone_S)
 
@@ -14,6 +14,10 @@ NUM_CLASSES = 5
 SEG_MODELS = {
     "LPSNetSeg": lambda num_classes, in_channels=3: LPSNetSeg(
         num_classes, LPSNetBackbone_S(in_channels=in_channels)),
+    # the published widths (every ECA kernel size) with one unit per level: every
+    # block type, half the ops to trace in the jit test
+    "PMSDSENet": lambda num_classes, in_channels=3: PMSDSENet(
+        num_classes, in_channels=in_channels, blocks=(1, 1, 1, 1, 1)),
 }
 
 # Backbones: name -> f(in_channels) -> backbone.
