@@ -14,6 +14,7 @@ import warnings
 COMMANDS = {
     "convert": ("paddleseg_lpsnet.tools.convert",
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
+    "data": ("paddleseg_lpsnet.tools.data", "dataset utilities (class-weights)"),
 }
 
 
