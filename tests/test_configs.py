@@ -7,8 +7,9 @@ import pytest
 from paddleseg_lpsnet.utils.config import build_model, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Model configs: every .yml under configs/<family>/ except partial bases (_*.yml) and metafiles.
 CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, "configs", "*", "*.yml"))
-                 if not os.path.basename(p).startswith("_") and "_base_" not in p)
+                 if not os.path.basename(p).startswith(("_", "metafile")) and "_base_" not in p)
 
 
 def test_configs_are_found():

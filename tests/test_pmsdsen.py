@@ -18,11 +18,11 @@ def _bn_layers(model):
 
 def test_parameters_match_the_authors_count():
     model = PMSDSENet(19)
-    # the authors' count (every head, 19 classes); Paddle keeps the BN statistics as
-    # non-trainable parameters, which PyTorch holds as buffers
+    # the authors' count: every head, 19 classes, BN affine without the running statistics
     assert count_params(model, trainable_only=True) == 922373
-    stats = sum(2 * l._mean.shape[0] for l in _bn_layers(model))
-    assert count_params(model) == 922373 + stats
+    frozen = PMSDSENet(19, freeze_bn=True)
+    bn_affine = sum(2 * l.weight.shape[0] for l in _bn_layers(frozen))
+    assert count_params(frozen, trainable_only=True) == 922373 - bn_affine
 
 
 def test_eca_kernel_sizes():
