@@ -116,3 +116,23 @@ def test_camvid_config_trains_on_train_val_and_evaluates_on_test():
     assert (d["train_dataset"]["type"], d["train_dataset"]["split"], d["train_dataset"]["mode"]) == (
         "CamVidDataset", ["train", "val"], "train")
     assert (d["val_dataset"]["split"], d["val_dataset"]["mode"]) == ("test", "val")
+
+
+def test_metafile_matches_configs_and_models():
+    import yaml
+
+    from test_pmsdsen import PUBLISHED_GMACS
+    with open(os.path.join(CONFIGS, "metafile.yml")) as f:
+        meta = yaml.safe_load(f)
+    assert {m["Name"] + ".yml" for m in meta["Models"]} == set(RECIPES)
+    for entry in meta["Models"]:
+        _, builder = _builder(os.path.basename(entry["Config"]))
+        # weights with BN affine (frozen or not), without BN statistics
+        model = builder.model
+        stats = {id(t) for l in model.sublayers() if isinstance(l, paddle.nn.BatchNorm2D)
+                 for t in (l._mean, l._variance)}
+        params = sum(int(np.prod(p.shape)) for p in model.parameters() if id(p) not in stats)
+        assert entry["Metadata"]["params"] == params
+        for key, value in PUBLISHED_GMACS.items():
+            if key in entry["Metadata"]:
+                assert entry["Metadata"][key] == value
