@@ -100,15 +100,20 @@ def test_training_returns_main_and_two_aux_at_input_size_eval_main_only():
 
 
 def _bn_state(model):
-    return {k: v.numpy().copy() for k, v in model.state_dict().items() if "bn" in k or "pre." in k}
+    return {k: v.numpy().copy() for k, v in model.state_dict().items() if ".bn." in k}
+
+
+def _frozen_model(randomize_bn, shape):
+    """A small PMSDSENet with freeze_bn and random BN, an input, and its eval logits."""
+    model = randomize_bn(PMSDSENet(5, freeze_bn=True, **SMALL))
+    x = paddle.randn(shape)
+    model.eval()
+    with paddle.no_grad():
+        return model, x, model(x)[0].numpy()
 
 
 def test_frozen_bn_survives_train_and_is_frozen_in_every_way(randomize_bn):
-    model = randomize_bn(PMSDSENet(5, freeze_bn=True, **SMALL))
-    x = paddle.randn([2, 3, 64, 96])
-    model.eval()
-    with paddle.no_grad():
-        ref = model(x)[0].numpy()
+    model, x, ref = _frozen_model(randomize_bn, [2, 3, 64, 96])
     before = _bn_state(model)
     model.train()  # what PaddleSeg's loop calls before training and after each evaluation
     assert model.training
@@ -126,11 +131,7 @@ def test_frozen_bn_survives_train_and_is_frozen_in_every_way(randomize_bn):
 
 
 def test_frozen_bn_stays_frozen_when_only_a_wrapper_is_put_in_training_mode(randomize_bn):
-    model = randomize_bn(PMSDSENet(5, freeze_bn=True, **SMALL))
-    x = paddle.randn([2, 3, 48, 64])
-    model.eval()
-    with paddle.no_grad():
-        ref = model(x)[0].numpy()
+    model, x, ref = _frozen_model(randomize_bn, [2, 3, 48, 64])
     wrapper = nn.LayerList([model])
     wrapper.train()  # sets `training` on every sublayer without calling model.train()
     with paddle.no_grad():

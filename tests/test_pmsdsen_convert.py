@@ -77,13 +77,18 @@ def test_every_authors_key_has_a_place_and_every_tensor_is_filled():
     assert all(k.endswith("num_batches_tracked") for k in report.dropped)
 
 
-def test_converted_model_reproduces_the_authors_outputs():
+def _outputs_of_converted_fixture(mode):
+    """Outputs of our model with the fixture's weights in `mode` (eval or train), and the spec."""
     fixture = load_fixture()
     model, _ = _converted(authors_state(fixture["keys"]))
-    model.eval()
-    spec = fixture["eval"]
+    model.train() if mode == "train" else model.eval()
+    spec = fixture[mode]
     with paddle.no_grad():
-        out = model(paddle.to_tensor(fixture_input(spec)))
+        return model(paddle.to_tensor(fixture_input(spec))), spec
+
+
+def test_converted_model_reproduces_the_authors_outputs():
+    out, spec = _outputs_of_converted_fixture("eval")
     assert len(out) == 1
     logits = out[0].numpy()
     np.testing.assert_allclose(logits.ravel()[spec["indices"]], spec["values"], rtol=1e-4, atol=1e-4)
@@ -93,12 +98,7 @@ def test_converted_model_reproduces_the_authors_outputs():
 
 def test_converted_model_reproduces_the_authors_training_heads():
     """Train mode (batch statistics): main, aux x4, aux x8 in the authors' order."""
-    fixture = load_fixture()
-    model, _ = _converted(authors_state(fixture["keys"]))
-    model.train()
-    spec = fixture["train"]
-    with paddle.no_grad():
-        outs = model(paddle.to_tensor(fixture_input(spec)))
+    outs, spec = _outputs_of_converted_fixture("train")
     assert len(outs) == 3
     for out, ref in zip(outs, spec["outputs"]):
         flat = out.numpy().ravel()

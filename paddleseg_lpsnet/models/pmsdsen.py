@@ -37,8 +37,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
-from paddleseg_lpsnet.models.layers import (ConvBNAct, crop_to, fold_bn_into_conv,
-                                            freeze_batchnorm, resize_to)
+from paddleseg_lpsnet.models.layers import ConvBNAct, crop_to, freeze_batchnorm, resize_to
 from paddleseg_lpsnet.utils.checkpoint import load_model_pretrained
 
 __all__ = ["PMSDSENet", "PMSDSEN_ARCH", "eca_kernel_size"]
@@ -190,28 +189,22 @@ class DownSampling(nn.Layer):
         return self.out(paddle.concat([y, pooled], axis=1))
 
 
-class TransposedUp(nn.Layer):
-    """ConvTranspose3x3 s2 (output_padding 1) -> BN (eps 1e-3) -> GELU, cropped to the skip's size."""
+class TransposedUp(ConvBNAct):
+    """ConvTranspose3x3 s2 (output_padding 1) -> BN (eps 1e-3) -> GELU, cropped to the skip's size.
+
+    A ConvBNAct whose conv is transposed: `fuse_bn` folds the BN into it the same way.
+    """
 
     def __init__(self, in_channels, out_channels):
-        super().__init__()
+        super().__init__(in_channels, out_channels, 3, act="gelu", bn_epsilon=_UP_BN_EPSILON)
         self.conv = nn.Conv2DTranspose(in_channels, out_channels, 3, stride=2, padding=1,
                                        output_padding=1)
-        self.bn = nn.BatchNorm2D(out_channels, epsilon=_UP_BN_EPSILON)
-        self.act = nn.GELU()
 
     def forward(self, x, skip):
         y = crop_to(self.conv(x), skip)  # [N, out, 2h, 2w] -> skip's size
         if self.bn is not None:
             y = self.bn(y)
         return self.act(y)
-
-    def fuse_bn(self):
-        """Fold the BN into the transposed conv (deploy form). Idempotent."""
-        if self.bn is None:
-            return
-        fold_bn_into_conv(self.conv, self.bn)
-        self.bn = None
 
 
 class DWFF(nn.Layer):
