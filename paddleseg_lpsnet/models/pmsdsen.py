@@ -8,8 +8,9 @@ It has no licence: this is a fresh implementation from the paper and the project
 notes (shared/reference/pmsdsen.md). `lpsnet convert` maps the authors' checkpoints
 onto it (paddleseg_lpsnet/convert/pmsdsen.py).
 
-Same function as the reference at sizes divisible by 8 (checked against it with
-random weights; 922,373 parameters with every head for 19 classes). Deviations:
+Same function as the reference at sizes divisible by 8: tests/test_pmsdsen_convert.py
+compares with outputs of the authors' own model (19 classes: 922,373 parameters with
+every head, as theirs). Deviations:
 - any input size works. The reference assumes H, W divisible by 8: its 2x2 poolings
   in the down-sampling blocks floor while the stride-2 convs beside them ceil, and
   its transposed convs always double. Here the 2x2 poolings use ceil_mode (a mean
@@ -25,10 +26,10 @@ random weights; 922,373 parameters with every head for 19 classes). Deviations:
   reference's "freeze BN" is undone by the `model.train()` of every epoch;
 - the reference's channel "shuffle" with one channel per group is the identity
   and is left out.
-Porting: BatchNorm momentum 0.9 (Paddle's default; PyTorch's 0.1), eps 1e-5 (1e-3 after the transposed
-convs); exact GELU; average pooling with padding counts the padding
-(`exclusive=False`, PyTorch's default); bilinear resizes use align_corners=False
-as the reference's `F.interpolate` calls do.
+Porting: BatchNorm momentum 0.9 (Paddle's default, PyTorch's 0.1) and eps 1e-5 (1e-3
+after the transposed convs); exact GELU; average pooling with padding counts the
+padding (`exclusive=False`, PyTorch's default); bilinear resizes use
+align_corners=False as the reference's `F.interpolate` calls do.
 """
 import math
 
@@ -324,8 +325,8 @@ class PMSDSENet(nn.Layer):
             load); `lpsnet convert` writes one from the authors' .pth. Default: None.
     """
 
-    def __init__(self, num_classes, in_channels=3, base_channels=32, blocks=(1, 2, 6, 2, 1),
-                 freeze_bn=False, align_corners=False, pretrained=None):
+    def __init__(self, num_classes, in_channels=3, base_channels=PMSDSEN_ARCH["base_channels"],
+                 blocks=PMSDSEN_ARCH["blocks"], freeze_bn=False, align_corners=False, pretrained=None):
         super().__init__()
         c, blocks = _check_arch(base_channels, blocks)
         self.num_classes = num_classes
