@@ -5,6 +5,7 @@ import paddle.nn as nn
 import pytest
 
 from paddleseg_lpsnet.models import PMSDSENet
+from paddleseg_lpsnet.models.layers import make_activation
 from paddleseg_lpsnet.models.pmsdsen import TransposedUp, eca_kernel_size
 from paddleseg_lpsnet.utils.flops import count_macs, count_params
 from paddleseg_lpsnet.utils.rescaled_inference import predict_rescaled
@@ -26,6 +27,14 @@ def test_parameters_match_the_authors_count():
     frozen = PMSDSENet(19, freeze_bn=True)
     bn_affine = sum(2 * l.weight.shape[0] for l in _bn_layers(frozen))
     assert count_params(frozen, trainable_only=True) == 922373 - bn_affine
+
+
+def test_leakyrelu_activation_is_leaky_relu_and_holds_no_state():
+    """DWFF's LeakyReLU(0.2) is a fixed-slope PReLU (exports correctly), with no checkpoint tensor."""
+    act = make_activation("leakyrelu")
+    x = paddle.randn([2, 3, 5, 7])
+    np.testing.assert_array_equal(act(x).numpy(), nn.functional.leaky_relu(x, 0.2).numpy())
+    assert act.state_dict() == {} and act.parameters() == []
 
 
 def test_eca_kernel_sizes():

@@ -14,10 +14,28 @@ __all__ = ["ConvBNAct", "make_activation", "resize", "resize_to", "crop_to", "fo
 _ACTIVATIONS = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
-    "leakyrelu": lambda: nn.LeakyReLU(0.2),
+    "leakyrelu": lambda: SlopedReLU(0.2),
     None: nn.Identity,
     "none": nn.Identity,
 }
+
+
+class SlopedReLU(nn.Layer):
+    """Leaky ReLU as a PReLU of fixed slope: the function of nn.LeakyReLU, in a form the
+    deployment backends get right. With nn.LeakyReLU, paddle2onnx 2.1 writes the slope
+    as 1.4e-45 and Paddle Inference's oneDNN conv fusion crashes reading it; written
+    max(y, slope * y), oneDNN miscomputes a 1x1-map conv output read twice. The slope
+    is a non-persistable buffer: checkpoints do not hold it.
+    """
+
+    def __init__(self, negative_slope):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+        self.register_buffer("slope", paddle.to_tensor([self.negative_slope], dtype="float32"),
+                             persistable=False)
+
+    def forward(self, x):
+        return F.prelu(x, self.slope)
 
 
 def make_activation(name):
