@@ -5,7 +5,7 @@ it), so no new component escapes the shared tests.
 """
 import paddleseg_lpsnet  # noqa: F401
 from paddleseg_lpsnet.models import (FasterSegNet, FasterSegStudent, FasterSegTeacher, LPSNetHead,
-                                     LPSNetSeg)
+                                     LPSNetSeg, PMSDSENet)
 from paddleseg_lpsnet.models.backbones import (LPSNET_TINY, LPSNetBackbone, LPSNetBackbone_L,
                                                LPSNetBackbone_M, LPSNetBackbone_S)
 
@@ -28,6 +28,10 @@ SEG_MODELS = {
         num_classes, in_channels=in_channels),
     "FasterSegTeacher": lambda num_classes, in_channels=3: FasterSegTeacher(
         num_classes, in_channels=in_channels),
+    # the published widths (every ECA kernel size) with one unit per level: every
+    # block type, half the ops to trace in the jit test
+    "PMSDSENet": lambda num_classes, in_channels=3: PMSDSENet(
+        num_classes, in_channels=in_channels, blocks=(1, 1, 1, 1, 1)),
 }
 
 # Backbones: name -> f(in_channels) -> backbone.
@@ -53,13 +57,12 @@ HEADS = {
 SLOW = {"FasterSegTeacher"}
 
 # Other registered components (datasets, transforms, losses): tested in their own files.
-OTHERS = {"KLDistillationLoss"}  # tests/test_distillation_loss.py
+OTHERS = {"KLDistillationLoss", "CamVidDataset"}  # tests/test_distillation_loss.py, tests/test_camvid.py
 
 
 def param_names(components):
     """Sorted names as pytest params; those in SLOW run only with `-m slow`."""
     import pytest
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in sorted(components)]
-
 
 ALL = set(SEG_MODELS) | set(BACKBONES) | set(HEADS) | OTHERS

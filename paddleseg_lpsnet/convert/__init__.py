@@ -92,11 +92,22 @@ def _flatten_container(obj, path):
     raise CheckpointError(f"{path} holds no tensors: expected a state dict (or a dict with 'state_dict').")
 
 
+def _numpy_scalar_globals():
+    """What a pickled numpy scalar needs, for torch.load(weights_only=True)."""
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    # a dtype unpickles through its class (numpy.dtype[float64], numpy.dtypes.Float64DType)
+    return [scalar, np.dtype] + [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
+
+
 def read_source(path):
     """Read a checkpoint of any supported framework into {key: numpy array}.
 
     .pdparams is read with paddle; .pth/.pt/.pth.tar with torch (the optional
-    `torch` extra), using weights_only=True.
+    `torch` extra), using weights_only=True with numpy scalars allowed (training
+    scripts store metrics such as a numpy mIoU beside the weights).
     """
     if not os.path.isfile(path):
         raise CheckpointError(f"Source checkpoint {path} does not exist.")
@@ -109,7 +120,8 @@ def read_source(path):
                 f"Reading the PyTorch checkpoint {path} needs torch, which is not installed. "
                 "Install it with `pip install paddleseg-lpsnet[torch]` (or `pip install torch`).") from exc
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"Cannot read PyTorch checkpoint {path}: {type(exc).__name__}: {exc}") from exc
         return _flatten_container(obj, path)
@@ -169,4 +181,4 @@ def convert_state(state, model, source="checkpoint", formats=None):
 
 
 # Register the formats of every family.
-from paddleseg_lpsnet.convert import fasterseg, lpsnet  # noqa: E402,F401
+from paddleseg_lpsnet.convert import fasterseg, lpsnet, pmsdsen  # noqa: E402,F401

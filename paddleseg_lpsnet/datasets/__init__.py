@@ -1,1 +1,2 @@
-"""Datasets and dataset generators."""
+"""Datasets: importing this registers them in PaddleSeg's DATASETS manager."""
+from paddleseg_lpsnet.datasets.camvid import CamVidDataset  # noqa: F401

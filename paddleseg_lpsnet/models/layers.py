@@ -8,15 +8,34 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-__all__ = ["ConvBNAct", "make_activation", "resize", "resize_to", "spatial_size", "fold_bn_into_conv"]
+__all__ = ["ConvBNAct", "make_activation", "resize", "resize_to", "spatial_size", "crop_to",
+           "fold_bn_into_conv", "freeze_batchnorm"]
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,
-    "leakyrelu": lambda: nn.LeakyReLU(0.2),
+    "leakyrelu": lambda: SlopedReLU(0.2),
     None: nn.Identity,
     "none": nn.Identity,
 }
+
+
+class SlopedReLU(nn.Layer):
+    """Leaky ReLU as a PReLU of fixed slope: the function of nn.LeakyReLU, in a form the
+    deployment backends get right. With nn.LeakyReLU, paddle2onnx 2.1 writes the slope
+    as 1.4e-45 and Paddle Inference's oneDNN conv fusion crashes reading it; written
+    max(y, slope * y), oneDNN miscomputes a 1x1-map conv output read twice. The slope
+    is a non-persistable buffer: checkpoints do not hold it.
+    """
+
+    def __init__(self, negative_slope):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+        self.register_buffer("slope", paddle.to_tensor([self.negative_slope], dtype="float32"),
+                             persistable=False)
+
+    def forward(self, x):
+        return F.prelu(x, self.slope)
 
 
 def make_activation(name):
@@ -46,11 +65,32 @@ def spatial_size(x):
     return [shape[2], shape[3]]
 
 
+def crop_to(x, ref):
+    """The top-left part of `x` with the spatial size of `ref` (x must be at least as large).
+
+    A stride-2 transposed conv with output_padding 1 gives 2*h rows; cropping the
+    last one when the skip has 2*h - 1 rows gives what output_padding 0 would.
+    """
+    h, w = spatial_size(ref)
+    if isinstance(h, int) and list(x.shape[-2:]) == [h, w]:
+        return x
+    return x[:, :, :h, :w]
+
+
 def fold_bn_into_conv(conv, bn):
-    """Fold BatchNorm `bn` (eval statistics) into `conv` in place; the conv gains a bias."""
+    """Fold BatchNorm `bn` (eval statistics) into `conv` in place; the conv gains a bias.
+
+    `conv` is a Conv2D, or a Conv2DTranspose with groups=1 (its weight is
+    [in, out, k, k], so the per-output-channel scale applies on axis 1).
+    """
     std = paddle.sqrt(bn._variance + bn._epsilon)
     scale = bn.weight / std
-    weight = conv.weight * scale.reshape([-1, 1, 1, 1])
+    if isinstance(conv, nn.Conv2DTranspose):
+        if conv._groups != 1:
+            raise ValueError("fold_bn_into_conv: grouped transposed convs are not supported.")
+        weight = conv.weight * scale.reshape([1, -1, 1, 1])
+    else:
+        weight = conv.weight * scale.reshape([-1, 1, 1, 1])
     bias = bn.bias - bn._mean * scale
     if conv.bias is not None:
         bias = bias + conv.bias * scale
@@ -97,3 +137,23 @@ class ConvBNAct(nn.Layer):
             return
         fold_bn_into_conv(self.conv, self.bn)
         self.bn = None
+
+
+def freeze_batchnorm(layer):
+    """Freeze every BatchNorm in `layer`: eval statistics, no statistics update, no affine grads.
+
+    Safe to call again after `layer.train()` (which puts BN back in training mode);
+    models with a `freeze_bn` option call it from their `train()`. `use_global_stats`
+    also keeps a BN frozen when only a wrapper's `train()` ran. Returns the number
+    of BN layers frozen.
+    """
+    count = 0
+    for sub in layer.sublayers(include_self=True):
+        if isinstance(sub, (nn.BatchNorm2D, nn.SyncBatchNorm, nn.BatchNorm)):
+            sub.training = False
+            sub._use_global_stats = True
+            for param in (sub.weight, sub.bias):
+                if param is not None:
+                    param.stop_gradient = True
+            count += 1
+    return count

@@ -26,12 +26,14 @@ def _layer_macs(layer, inputs, output):
     return int(np.prod(output.shape)) * weight[1] * kernel
 
 
-def count_macs(model, input_shape):
+def count_macs(model, input_shape, train_mode=False):
     """MACs of one forward pass at `input_shape` (e.g. [1, 3, 1024, 2048]).
 
     Returns {"total": int, "by_type": {layer type name: int}}. Only Conv1D, Conv2D,
     Conv2DTranspose and Linear are counted (the convention of the papers); biases,
-    normalisation, activations and resizes are not.
+    normalisation, activations and resizes are not. The forward runs in eval mode
+    (what inference costs) unless `train_mode`, which also counts the layers only
+    training runs, such as auxiliary heads (some papers count those).
     """
     by_type = defaultdict(int)
     hooks = []
@@ -43,7 +45,10 @@ def count_macs(model, input_shape):
         if isinstance(layer, _COUNTED):
             hooks.append(layer.register_forward_post_hook(hook))
     was_training = model.training
-    model.eval()
+    if train_mode:
+        model.train()
+    else:
+        model.eval()
     try:
         with paddle.no_grad():
             model(paddle.zeros(input_shape, dtype="float32"))
@@ -52,6 +57,8 @@ def count_macs(model, input_shape):
             h.remove()
         if was_training:
             model.train()
+        else:
+            model.eval()
     return {"total": int(sum(by_type.values())), "by_type": dict(by_type)}
 
 

@@ -8,6 +8,8 @@ import importlib
 ACTIONS = {
     "synth-imagenet": ("paddleseg_lpsnet.tools.data.synth_imagenet",
                        "write a small generated ImageNet-style set (PaddleClas file lists)"),
+    "class-weights": ("paddleseg_lpsnet.tools.data.class_weights",
+                      "ENet class weights from a config's training labels, as a loss YAML snippet"),
 }
 
 
