@@ -9,8 +9,10 @@
 
 A checkpoint directory is built under a hidden temporary name and renamed into place
 once every file is written and synced, so `iter_N/` exists only when complete, and a
-replaced `best_model/` is swapped in whole. Older checkpoints are deleted only after a
-newer one is complete, and never best_model/.
+replaced `best_model/` is swapped in whole (utils/io.py). Older checkpoints are deleted
+only after a newer one is complete, and never best_model/. A `kill -9` at any moment
+leaves every completed checkpoint loadable; `recover()`, run when training starts,
+deletes what an interrupted save left behind.
 """
 import glob
 import json
@@ -26,7 +28,7 @@ import paddle
 from paddleseg_lpsnet.errors import CheckpointError
 from paddleseg_lpsnet.utils.checkpoint import read_state_dict, strict_load
 from paddleseg_lpsnet.utils.io import (atomic_paddle_save, atomic_write_bytes, atomic_write_json,
-                                       publish_dir, staging_dir)
+                                       publish_dir, recover_published, staging_dir)
 
 __all__ = ["CheckpointManager", "TrainState", "rng_state", "set_rng_state", "iteration_of"]
 
@@ -117,6 +119,10 @@ class CheckpointManager:
         self.save_dir = save_dir
         self.keep_checkpoint_max = keep_checkpoint_max
         self.rotation = []  # checkpoint directories of this run, oldest first
+
+    def recover(self):
+        """Tidy save_dir after a crash (see utils.io.recover_published); returns what was done."""
+        return recover_published(self.save_dir)
 
     # ------------------------------------------------------------------ finding
     def complete(self):
