@@ -185,3 +185,67 @@ def test_bad_sample_with_reader_workers_errors_without_hanging(tmp_path, root, n
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("lpsnet train: error: train_dataset sample ") and f"Cannot read image {bad}" in last
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("iter", 100, "Unknown key `iter` in {config}: not a section lpsnet or PaddleSeg reads. Did you mean iters?"),
+    ("loss.coefs", [1], "Unknown key `loss.coefs` in {config}: a loss section has `types` and `coef`. "
+                        "Did you mean coef?"),
+    ("test_config", {"is_slid": True}, "Unknown key `test_config.is_slid` in {config}: not an evaluation option. "
+                                       "Did you mean is_slide?"),
+    ("model.backbone.chanels", [4, 8, 16, 32, 32], "Unknown key `model.backbone.chanels` in {config}: "
+                                                   "LPSNetBackbone takes no such argument. Did you mean channels?"),
+    ("train_dataset.transforms.0.prop", 0.5, "Unknown key `train_dataset.transforms[0].prop` in {config}: "
+                                             "RandomHorizontalFlip takes no such argument. Did you mean prob?"),
+    ("optimizer.weight_decy", 0.1, "Unknown key `optimizer.weight_decy` in {config}: SGD (built as Momentum) takes no "
+                                   "such argument. "
+                                   "Did you mean weight_decay?"),
+    ("lr_scheduler.powr", 0.9, "Unknown key `lr_scheduler.powr` in {config}: paddle.optimizer.lr.PolynomialDecay "
+                               "takes no such argument. Did you mean power?"),
+])
+def test_keys_paddleseg_would_ignore_are_named_with_close_names(tmp_path, root, capsys, key, value, message):
+    config = _config(tmp_path, root, **{key: value})
+    err = _train_error(capsys, config, tmp_path)
+    assert err.startswith(f"lpsnet train: error: {message.format(config=config)}".rstrip("?")), err
+    assert " Accepted: " in err
+
+
+def test_unknown_key_in_a_sgd_with_momentum_names_momentum_arguments(tmp_path, root, capsys):
+    config = _config(tmp_path, root, **{"optimizer.use_nestrov": True})
+    err = _train_error(capsys, config, tmp_path)
+    assert "`optimizer.use_nestrov`" in err and "SGD (built as Momentum) takes no such argument. Did you mean use_nesterov?" in err
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"model.num_classes": 19}, "`model.num_classes` is 19 but `train_dataset.num_classes` is 4 in {config}"),
+    ({"val_dataset.num_classes": 5}, "`model.num_classes` is 4 but `val_dataset.num_classes` is 5 in {config}"),
+    ({"train_dataset": {"type": "Cityscapes", "dataset_root": "data/cityscapes", "transforms": []}},
+     "`model.num_classes` is 4 but `train_dataset (Cityscapes.NUM_CLASSES)` is 19 in {config}"),
+    ({"model.num_classes": "four"}, "`model.num_classes` in {config} must be a positive integer, not 'four'"),
+])
+def test_num_classes_disagreeing_with_the_dataset_names_both_keys(tmp_path, root, capsys, changes, message):
+    config = _config(tmp_path, root, **changes)
+    assert message.format(config=config) in _train_error(capsys, config, tmp_path)
+
+
+@pytest.mark.parametrize("loss,message", [
+    ({"types": [{"type": "CrossEntropyLoss"}] * 2, "coef": [1, 0.4, 0.4]},
+     "`loss.types` has 2 entries but `loss.coef` has 3 in {config}: give one type (used for every coef) or one "
+     "type per coef."),
+    ({"types": [{"type": "CrossEntropyLoss", "weight": [1.0, 2.0, 1.0]}], "coef": [1]},
+     "`loss.types[0].weight` has 3 values but `model.num_classes` is 4 in {config}: give one weight per class."),
+    ({"types": [{"type": "CrossEntropyLoss"}], "coef": 1}, "`loss.coef` in {config} must be a non-empty list, not 1."),
+])
+def test_loss_section_mistakes_name_the_key(tmp_path, root, capsys, loss, message):
+    config = _config(tmp_path, root, loss=loss)
+    assert message.format(config=config) in _train_error(capsys, config, tmp_path)
+
+
+def test_shipped_configs_pass_the_key_checks():
+    from paddleseg_lpsnet.core.config_check import check_config_dict, read_config_dict
+    import glob
+    configs = [p for p in glob.glob(os.path.join(ROOT, "configs", "*", "*.yml"))
+               if not os.path.basename(p).startswith("_") and not p.endswith("metafile.yml")]
+    assert len(configs) >= 6
+    for path in configs:
+        check_config_dict(read_config_dict(path), path)

@@ -349,9 +349,10 @@ def test_kill_9_during_a_save_loses_nothing_and_resume_matches_a_straight_run(co
 
 @pytest.mark.slow
 def test_kill_9_before_every_file_operation_of_two_saves(config, straight, tmp_path):
-    """Every operation from the first save of iteration 4 to the end of iteration 6's."""
+    """Every operation from the first of the checkpoint at iteration 4 (its best_model) to the
+    last of iteration 6's (deleting iter_4)."""
     reference, events = straight
-    first = _operation(events, reference, "mkdtemp", r"\.(best_model|iter_4)\.partial-")
+    first = _operation(events, reference, "mkdtemp", r"\.best_model\.partial-", occurrence=1)
     last = _operation(events, reference, "rmtree", r"iter_4")
     for at in range(first, last + 1):
         _check_kill_and_resume(config, straight, at, tmp_path)

@@ -1,9 +1,10 @@
 """Building what training and evaluation need from a PaddleSeg config, with clear errors.
 
 Before anything is built: every component `type` in the config must be registered
-(close names are suggested), dataset roots and file lists must exist. After a dataset
-is built: it must have samples, and every file it lists must exist. Errors are
-ConfigError / DataError naming the config file and key.
+(close names are suggested), every key must be one something reads (core/config_check.py),
+dataset roots and file lists must exist. After a dataset is built: it must have samples,
+and every file it lists must exist. Errors are ConfigError / DataError naming the
+config file and key.
 """
 import difflib
 import glob
@@ -11,6 +12,7 @@ import os
 
 import paddle
 
+from paddleseg_lpsnet.core.config_check import check_config_dict, read_config_dict
 from paddleseg_lpsnet.core.data import CheckedDataset
 from paddleseg_lpsnet.errors import ConfigError, DataError
 from paddleseg_lpsnet.utils.config import _check_types, load_config
@@ -23,7 +25,12 @@ _OPTIMIZER_ALIASES = {"sgd": "SGD", "adam": "Adam"}  # lower-case names SegBuild
 
 
 def load_checked_config(path, opts=None, **overrides):
-    """load_config, then check every component type of the config (see module doc)."""
+    """load_config, after checking the config's component types, keys and class counts
+    (before PaddleSeg's own checks, whose messages are multi-line tracebacks)."""
+    raw = read_config_dict(path, opts=opts, **overrides) if os.path.isfile(path) else None
+    if raw is not None:
+        check_component_types(raw, path)
+        check_config_dict(raw, path)
     cfg = load_config(path, opts=opts, **overrides)
     check_component_types(cfg.dic, path)
     return cfg
