@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import paddle
 import pytest
 from PIL import Image
 
@@ -249,3 +250,185 @@ def test_shipped_configs_pass_the_key_checks():
     assert len(configs) >= 6
     for path in configs:
         check_config_dict(read_config_dict(path), path)
+
+
+# ------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope="module")
+def trained(clean_root, tmp_path_factory):
+    """A checkpoint directory of the tiny model (1 iteration) and its config."""
+    base = tmp_path_factory.mktemp("trained")
+    config = td.write_config(base / "tiny.yml", td.generic_config(clean_root))
+    train(config, save_dir=str(base / "out"), iters=1, save_interval=1, device="cpu", progress=False)
+    return config, str(base / "out" / "iter_1")
+
+
+def _truncate(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[:len(data) // 2])
+
+
+def _torch_file(path):
+    import torch
+    torch.save({"conv.weight": torch.zeros(2, 3)}, path)
+
+
+def _foreign_file(kind, tmp_path, checkpoint):
+    path = str(tmp_path / f"{kind}.pdparams")
+    if kind == "optimizer state":
+        shutil.copy(os.path.join(checkpoint, "model.pdopt"), path)
+    elif kind == "torch":
+        _torch_file(path)
+    elif kind == "truncated":
+        shutil.copy(os.path.join(checkpoint, "model.pdparams"), path)
+        _truncate(path)
+    elif kind == "random":
+        with open(path, "wb") as f:
+            f.write(np.random.RandomState(0).bytes(1000))
+    elif kind == "empty":
+        open(path, "wb").close()
+    return path
+
+
+FOREIGN = {
+    "optimizer state": "holds an optimizer state (keys such as '",
+    "torch": "it is a PyTorch checkpoint (torch.save); convert it with `lpsnet convert",
+    "truncated": "it is truncated or corrupt (",
+    "random": "it is not a paddle.save file (it starts with ",
+    "empty": "it is empty (0 bytes)",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_val_model_path_that_is_not_model_weights_says_what_it_is(trained, tmp_path, capsys, kind):
+    config, checkpoint = trained
+    path = _foreign_file(kind, tmp_path, checkpoint)
+    rc = main(["val", "--config", config, "--model_path", path, "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and err.startswith(f"lpsnet val: error: ") and path in err
+    assert FOREIGN[kind] in err and "Expected model weights saved with paddle.save (.pdparams)" in err
+
+
+def _other_architecture_weights(clean_root, tmp_path):
+    from paddleseg_lpsnet.core.builder import load_checked_config
+    from paddleseg_lpsnet.utils.config import build_model
+    other = td.tiny_lpsnet()
+    other["backbone"]["channels"] = [8, 8, 16, 32, 32]
+    other_cfg = td.write_config(tmp_path / "other.yml", td.generic_config(clean_root, model=other))
+    path = str(tmp_path / "other.pdparams")
+    paddle.save(build_model(load_checked_config(other_cfg)).state_dict(), path)
+    return path
+
+
+def _resume_dir(kind, trained, tmp_path, clean_root):
+    """A copy of the trained checkpoint directory, damaged as `kind` says; (path to resume, culprit)."""
+    _, checkpoint = trained
+    target = str(tmp_path / "iter_1")
+    shutil.copytree(checkpoint, target)
+    model, opt = os.path.join(target, "model.pdparams"), os.path.join(target, "model.pdopt")
+    if kind == "a file":
+        return model, model
+    if kind == "truncated weights":
+        _truncate(model)
+        return target, model
+    if kind == "truncated optimizer":
+        _truncate(opt)
+        return target, opt
+    if kind == "weights as optimizer":
+        shutil.copy(model, opt)
+        return target, opt
+    if kind == "torch weights":
+        _torch_file(model)
+        return target, model
+    if kind == "another architecture":
+        shutil.copy(_other_architecture_weights(clean_root, tmp_path), model)
+        return target, model
+    raise AssertionError(kind)
+
+
+RESUME = {
+    "a file": "is a file; expected a checkpoint directory (holding model.pdparams and model.pdopt)",
+    "truncated weights": "it is truncated or corrupt (",
+    "truncated optimizer": "Cannot read optimizer state {culprit}: it is truncated or corrupt (",
+    "weights as optimizer": "{culprit} holds model weights (keys such as '",
+    "torch weights": "it is a PyTorch checkpoint",
+    "another architecture": "Checkpoint {culprit} does not fit LPSNetSeg (",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RESUME))
+def test_resume_model_that_is_not_a_checkpoint_of_this_model_says_what_it_is(trained, clean_root, tmp_path,
+                                                                            capsys, kind):
+    config, _ = trained
+    path, culprit = _resume_dir(kind, trained, tmp_path, clean_root)
+    err = _train_error(capsys, config, tmp_path, "--resume_model", path)
+    assert culprit in err and RESUME[kind].format(culprit=culprit) in err
+    assert not os.path.exists(tmp_path / "out" / "iter_2")  # nothing trained from a partial load
+
+
+def test_pretrained_of_our_model_that_is_an_optimizer_state(trained, clean_root, tmp_path, capsys):
+    _, checkpoint = trained
+    pdopt = os.path.join(checkpoint, "model.pdopt")
+    config = _config(tmp_path, clean_root, **{"model.pretrained": pdopt})
+    err = _train_error(capsys, config, tmp_path)
+    assert f"Cannot build `model` of {config} (LPSNetSeg): Checkpoint {pdopt} holds an optimizer state" in err
+
+
+def test_pretrained_of_our_backbone_from_another_architecture(clean_root, tmp_path, capsys):
+    other = _other_architecture_weights(clean_root, tmp_path)
+    config = _config(tmp_path, clean_root, **{"model.backbone.pretrained": other})
+    err = _train_error(capsys, config, tmp_path)
+    assert f"Cannot build `model` of {config} (LPSNetBackbone): Checkpoint {other} does not fit LPSNetBackbone (" \
+        in err and "mis-shaped" in err
+
+
+UPSTREAM_LPSNET = {"type": "LPSNet", "num_classes": td.NUM_CLASSES, "depths": [1, 1, 1, 1, 1],
+                   "channels": [4, 8, 16, 32, 32], "scale_ratios": [1.0, 0.5]}
+
+
+def test_pretrained_of_an_upstream_model_is_loaded_strictly(clean_root, tmp_path, capsys):
+    """PaddleSeg's load_entire_model would skip the mis-shaped tensors with a warning."""
+    from paddleseg.models import LPSNet
+    other = dict(UPSTREAM_LPSNET, channels=[8, 8, 16, 32, 32])
+    path = str(tmp_path / "upstream_other.pdparams")
+    paddle.save(LPSNet(**{k: v for k, v in other.items() if k != "type"}).state_dict(), path)
+    config = td.write_config(tmp_path / "up.yml", td.generic_config(
+        clean_root, model=dict(UPSTREAM_LPSNET, pretrained=path)))
+    err = _train_error(capsys, config, tmp_path)
+    assert err.startswith(f"lpsnet train: error: `model.pretrained` in {config}: Checkpoint {path} does not fit "
+                          "LPSNet (") and "mis-shaped" in err
+
+
+PPLITESEG = {"type": "PPLiteSeg", "num_classes": td.NUM_CLASSES, "backbone": {"type": "STDC1"},
+             "arm_out_chs": [16, 24, 32], "seg_head_inter_chs": [16, 16, 16], "cm_out_ch": 32}
+
+
+@pytest.fixture(scope="module")
+def stdc1_weights(tmp_path_factory):
+    from paddleseg.models.backbones import STDC1
+    return STDC1().state_dict()
+
+
+def test_pretrained_of_an_upstream_backbone_must_fill_every_tensor(clean_root, tmp_path, capsys, stdc1_weights):
+    from paddleseg.cvlibs import SegBuilder
+
+    from paddleseg_lpsnet.core.builder import build_model_checked, load_checked_config
+    state = dict(stdc1_weights)
+    state["fc.weight"] = paddle.zeros([4, 4])  # an ImageNet classifier: dropped, listed in the log
+    complete = str(tmp_path / "stdc1.pdparams")
+    paddle.save(state, complete)
+    config = td.write_config(tmp_path / "ok.yml", td.generic_config(clean_root, model=dict(
+        PPLITESEG, backbone={"type": "STDC1", "pretrained": complete})))
+    model = build_model_checked(SegBuilder(load_checked_config(config)), config)
+    key = next(iter(stdc1_weights))
+    np.testing.assert_array_equal(model.backbone.state_dict()[key].numpy(), stdc1_weights[key].numpy())
+    missing = dict(state)
+    missing.pop(key)
+    partial = str(tmp_path / "stdc1_partial.pdparams")
+    paddle.save(missing, partial)
+    config = td.write_config(tmp_path / "bad.yml", td.generic_config(clean_root, model=dict(
+        PPLITESEG, backbone={"type": "STDC1", "pretrained": partial})))
+    err = _train_error(capsys, config, tmp_path)
+    assert err.startswith(f"lpsnet train: error: `model.backbone.pretrained` in {config}: Checkpoint {partial} "
+                          f"does not fit STDCNet (") and f"1 missing ({key})" in err

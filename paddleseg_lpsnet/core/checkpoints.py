@@ -26,7 +26,7 @@ import numpy as np
 import paddle
 
 from paddleseg_lpsnet.errors import CheckpointError
-from paddleseg_lpsnet.utils.checkpoint import read_state_dict, strict_load
+from paddleseg_lpsnet.utils.checkpoint import describe_unreadable, read_state_dict, strict_load
 from paddleseg_lpsnet.utils.io import (atomic_paddle_save, atomic_write_bytes, atomic_write_json,
                                        publish_dir, recover_published, staging_dir)
 
@@ -204,6 +204,9 @@ class CheckpointManager:
         tensors. A PaddleSeg checkpoint (no train_state.json) resumes at the N of its
         iter_N name, with random states and best mIoU starting afresh.
         """
+        if os.path.isfile(path):
+            raise CheckpointError(f"Resume path {path} is a file; expected a checkpoint directory (holding "
+                                  f"model.pdparams and model.pdopt) such as {os.path.dirname(path) or '.'}.")
         if not os.path.isdir(path):
             raise CheckpointError(f"Resume directory {path} does not exist; expected a checkpoint "
                                   f"directory such as {os.path.join(self.save_dir, 'iter_1000')}.")
@@ -251,9 +254,14 @@ class CheckpointManager:
         try:
             state = paddle.load(opt_path)
         except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"Cannot read optimizer state {opt_path}: {type(exc).__name__}: {exc}.") from exc
+            raise CheckpointError(f"Cannot read optimizer state {opt_path}: {describe_unreadable(opt_path)}. "
+                                  "Expected an optimizer state saved with paddle.save (model.pdopt).") from exc
         if not isinstance(state, dict):
             raise CheckpointError(f"{opt_path} holds {type(state).__name__}, not an optimizer state.")
+        weights = [k for k in state if k in model.state_dict()]
+        if weights:
+            raise CheckpointError(f"{opt_path} holds model weights (keys such as {weights[0]!r}), not an "
+                                  "optimizer state; expected the model.pdopt written beside model.pdparams.")
         old_names = meta.get("param_names") or _param_names(model)
         return _rename_optimizer_state(state, old_names, model, opt_path)
 

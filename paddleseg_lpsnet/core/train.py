@@ -514,10 +514,11 @@ def _checked(dataset, name, seed):
 
 def _build(what, key, config_path):
     """Run a SegBuilder property; its failures become ConfigError naming `key` and the file."""
+    from paddleseg_lpsnet.core.builder import build_error
     try:
         return what()
     except (RuntimeError, AssertionError, TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"Cannot build `{key}` of {config_path}: {exc}") from exc
+        raise build_error(exc, key, config_path) from exc
 
 
 def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=None, do_eval=False,
@@ -532,7 +533,7 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
     """
     from paddleseg.cvlibs import SegBuilder
 
-    from paddleseg_lpsnet.core.builder import (build_train_dataset, build_val_dataset,
+    from paddleseg_lpsnet.core.builder import (build_model_checked, build_train_dataset, build_val_dataset,
                                                load_checked_config, set_device)
     with paddleseg_fixes_applied():
         set_device(device)
@@ -542,7 +543,7 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
         train_dataset = build_train_dataset(cfg, config, seed=seed)
         val_dataset = build_val_dataset(cfg, config) if do_eval else None
         builder = SegBuilder(cfg)
-        model = _build(lambda: builder.model, "model", config)
+        model = build_model_checked(builder, config)
         optimizer = _build(lambda: builder.optimizer, "optimizer / lr_scheduler", config)
         losses = LossComputer(_build(lambda: builder.loss, "loss", config), extra_loss_terms, config)
         options = TrainOptions(
