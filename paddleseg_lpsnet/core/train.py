@@ -17,7 +17,9 @@ What the loop does that PaddleSeg 2.8's does not:
   batch with a warning (`--nan_policy skip`); weights that became NaN or Inf are
   never written to a checkpoint;
 - the loss is a LossComputer (core/losses.py) to which terms can be added;
-- with paddle.distributed every rank trains and evaluates, rank 0 alone writes.
+- with paddle.distributed every rank trains and evaluates, rank 0 alone writes; before
+  each evaluation the ranks take rank 0's BN statistics, so that the model evaluated
+  is the one saved (without SyncBN each rank's running statistics drift apart).
 """
 import contextlib
 import copy
@@ -206,9 +208,18 @@ class Trainer:
             self.forward_model = paddle.DataParallel(self.model)
 
     def _use_sync_bn(self):
-        if self.options.sync_bn is not None:
-            return self.options.sync_bn
-        return self.nranks > 1 and paddle.get_device().startswith("gpu")
+        on_gpu = paddle.get_device().startswith("gpu")
+        if self.options.sync_bn is None:
+            return self.nranks > 1 and on_gpu
+        if self.options.sync_bn and not on_gpu:
+            if self.nranks > 1:
+                raise ConfigError(
+                    f"`sync_bn: true` asks for SyncBatchNorm, whose Paddle {paddle.__version__} kernel runs on "
+                    f"GPUs only, but this run is on {paddle.get_device()} with {self.nranks} processes. Set "
+                    "sync_bn: false (each process normalises with its own batch statistics) or train on GPUs.")
+            self._info("sync_bn: one process, so batch norm is already synchronised; using plain BN.")
+            return False
+        return bool(self.options.sync_bn)
 
     def _resume(self):
         path = self.options.resume_model
@@ -351,11 +362,19 @@ class Trainer:
             return int(flag.item()) == 0
         return finite
 
+    def _statistics(self):
+        """What the forward pass changes and the optimizer does not: buffers and frozen
+        parameters (BN statistics are parameters with stop_gradient in Paddle 3)."""
+        return [*(p for p in self.model.parameters() if p.stop_gradient), *self.model.buffers()]
+
     def _running_statistics(self):
-        """(tensor, copy) of what a forward pass changes: buffers and frozen parameters (BN
-        statistics are parameters with stop_gradient in Paddle 3)."""
-        frozen = [p for p in self.model.parameters() if p.stop_gradient]
-        return [(t, t.clone()) for t in [*frozen, *self.model.buffers()]]
+        return [(t, t.clone()) for t in self._statistics()]
+
+    def _share_statistics(self):
+        """Give every rank rank 0's statistics: all evaluate the model that rank 0 saves."""
+        if self.nranks > 1:
+            for tensor in self._statistics():
+                paddle.distributed.broadcast(tensor, src=0)
 
     def _skip_non_finite_loss(self, out):
         it, opts = self.state.iteration + 1, self.options
@@ -435,6 +454,7 @@ class Trainer:
     def checkpoint(self):
         """Evaluate (with a val set), then write iter_N/ and, on a new best mIoU, best_model/."""
         self._check_weights_finite()
+        self._share_statistics()
         result, ema_result = self._evaluate()
         state, it = self.state, self.state.iteration
         best = result is not None and result.miou > state.best_miou
