@@ -4,7 +4,8 @@ or under `python -m paddle.distributed.launch`.
 It registers `DistTestPlainSegNet`, a segmentation model without batch norm (so that a
 data-parallel run and a single-process run on the same global batch compute the same
 gradients), and after training writes the parameters each rank holds to
-$DIST_DUMP/rank<r>.pdparams.
+$DIST_DUMP/rank<r>.pdparams. With DIST_NAN=<rank>:<step>, the loss of that rank is NaN
+at that training step (1-based).
 """
 import os
 import sys
@@ -49,9 +50,27 @@ def _dump_parameters_after_training():
     train_mod.Trainer.run = run_and_dump
 
 
+def _nan_on_one_rank(rank, step):
+    import paddle
+
+    from paddleseg_lpsnet.core.losses import LossComputer
+    call = LossComputer.__call__
+    calls = [0]
+
+    def nan_once(self, model, logits_list, batch):
+        out = call(self, model, logits_list, batch)
+        calls[0] += 1
+        if paddle.distributed.get_rank() == rank and calls[0] == step:
+            out = out._replace(total=out.total * float("nan"))
+        return out
+    LossComputer.__call__ = nan_once
+
+
 if __name__ == "__main__":
     sys.path.insert(0, ROOT)
     _register()
     _dump_parameters_after_training()
+    if os.environ.get("DIST_NAN"):
+        _nan_on_one_rank(*map(int, os.environ["DIST_NAN"].split(":")))
     from paddleseg_lpsnet.cli import main
     sys.exit(main(sys.argv[1:]))

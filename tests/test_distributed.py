@@ -18,6 +18,7 @@ identical on both ranks and that the distributed evaluation is that of the saved
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -50,7 +51,7 @@ def leave_upstream_code():
     revert_paddleseg_fixes()
 
 
-def _train(tmp_path, name, config, batch_size, nproc, *flags):
+def _train(tmp_path, name, config, batch_size, nproc, *flags, env=None, returncode=0):
     """Run `train` with `nproc` processes (1: no launcher); returns (save_dir, dumps, log dir)."""
     save_dir, dumps, logs = (str(tmp_path / f"{name}_{part}") for part in ("out", "dumps", "logs"))
     train_args = ["train", "--config", config, "--save_dir", save_dir, "--batch_size", str(batch_size),
@@ -58,9 +59,9 @@ def _train(tmp_path, name, config, batch_size, nproc, *flags):
     launcher = [] if nproc == 1 else ["-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
                                       "--log_dir", logs]
     proc = subprocess.run([sys.executable, *launcher, ENTRY, *train_args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, DIST_DUMP=dumps))
+                          text=True, timeout=600, env=dict(os.environ, DIST_DUMP=dumps, **(env or {})))
     logs_text = "".join(open(p).read() for p in sorted(glob.glob(os.path.join(logs, "workerlog.*"))))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr + logs_text)[-4000:]
+    assert (proc.returncode == 0) == (returncode == 0), (proc.stdout + proc.stderr + logs_text)[-4000:]
     return save_dir, dumps, logs
 
 
@@ -114,6 +115,25 @@ def test_batch_norm_model_ends_identical_on_both_ranks_and_evaluates_what_it_sav
     model.set_state_dict(read_state_dict(os.path.join(dist, "iter_4")))
     again = evaluate(model, build_val_dataset(load_checked_config(config), config), progress=False)
     assert reported == pytest.approx(again.miou, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_a_nan_loss_on_one_rank_stops_or_skips_on_both_without_a_hang(data_root, tmp_path, policy):
+    config = td.write_config(tmp_path / "plain.yml", td.generic_config(data_root, model=PLAIN_MODEL))
+    dist, dumps, logs = _train(tmp_path, policy, config, 2, 2, "--iters", "4", "--save_interval", "2",
+                               "--nan_policy", policy, env={"DIST_NAN": "1:3"}, returncode=policy == "stop")
+    if policy == "stop":
+        assert ("lpsnet train: error: The loss of another rank is not finite at iteration 3/4"
+                in _worker_log(logs, 0))
+        assert re.search(r"lpsnet train: error: The loss is nan \(loss_0 = \S+\) at iteration 3/4",
+                         _worker_log(logs, 1))
+        assert sorted(os.listdir(dist)) == ["iter_2"]
+        return
+    assert "The loss of another rank is not finite at iteration 3/4" in _worker_log(logs, 0)
+    rank0, rank1 = _load(os.path.join(dumps, "rank0.pdparams")), _load(os.path.join(dumps, "rank1.pdparams"))
+    for key in rank0:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
 
 
 def test_sync_bn_with_several_cpu_processes_is_a_clear_error(data_root, tmp_path, monkeypatch):
