@@ -43,8 +43,8 @@ def data_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def config(data_root, tmp_path_factory):
-    return td.write_config(tmp_path_factory.mktemp("cfg") / "tiny.yml", td.generic_config(data_root))
+def config(data_root):
+    return td.write_config(os.path.join(data_root, "tiny.yml"), td.generic_config(data_root))
 
 
 @pytest.fixture(autouse=True)
