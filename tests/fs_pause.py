@@ -4,13 +4,14 @@ there: `python tests/fs_pause.py train --config ...` (the CLI's arguments).
 
 Environment:
     FS_PAUSE_ROOT  only operations on paths under this directory count (the save_dir)
-    FS_PAUSE_LOG   append "<n> <operation> <path>" for each counted operation
+    FS_PAUSE_LOG   append "<n> <operation> <path>" for each counted operation, plus
+                   " <- <source>" for a rename
     FS_PAUSE_AT    freeze before operation n, after writing its line to FS_PAUSE_MARK
     FS_PAUSE_MARK  the file the test waits for before it kills the process
 
-A `paddle.save` it freezes at first writes half of its file, as a kill in the middle
-of writing leaves it. Operations inside a counted one (paddle.save's own open) are
-not counted.
+A `paddle.save` it freezes at first writes half of its file, and an `rmtree` first
+deletes one file, as a kill in the middle of them leaves things. Operations inside a
+counted one (paddle.save's own open) are not counted.
 """
 import builtins
 import os
@@ -21,7 +22,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_real = {"open": builtins.open, "replace": os.replace}
+_real = {"open": builtins.open, "replace": os.replace, "remove": os.remove}
 _state = {"n": 0, "depth": 0}
 
 
@@ -47,13 +48,22 @@ def _half_save(real_save, obj, path, *args, **kwargs):
         f.truncate(os.path.getsize(path) // 2)
 
 
-def _counted(name, func, path_of):
+def _half_rmtree(path):
+    for directory, _, files in os.walk(path):
+        if files:
+            _real["remove"](os.path.join(directory, files[0]))
+            return
+
+
+def _counted(name, func, path_of, source_of=None):
     def wrapper(*args, **kwargs):
         path = path_of(*args, **kwargs)
         if _state["depth"] or not _under_root(path):
             return func(*args, **kwargs)
         _state["n"] += 1
         line = f"{_state['n']} {name} {os.fsdecode(path)}"
+        if source_of is not None:
+            line += f" <- {os.fsdecode(source_of(*args, **kwargs))}"
         log = os.environ.get("FS_PAUSE_LOG")
         if log:
             with _real["open"](log, "a") as f:
@@ -61,6 +71,8 @@ def _counted(name, func, path_of):
         if os.environ.get("FS_PAUSE_AT") == str(_state["n"]):
             if name == "paddle.save":
                 _half_save(func, *args, **kwargs)
+            elif name == "rmtree":
+                _half_rmtree(path)
             _pause(line)
         _state["depth"] += 1
         try:
@@ -94,14 +106,14 @@ def install():
     from paddleseg_lpsnet.utils import io
     paddle.save = _counted("paddle.save", paddle.save, _second)
     builtins.open = _counted("open", builtins.open, _written)
-    os.replace = _counted("replace", os.replace, _second)
-    os.rename = _counted("rename", os.rename, _second)
+    os.replace = _counted("replace", os.replace, _second, _first)
+    os.rename = _counted("rename", os.rename, _second, _first)
     os.remove = _counted("remove", os.remove, _first)
     os.rmdir = _counted("rmdir", os.rmdir, _first)
     shutil.rmtree = _counted("rmtree", shutil.rmtree, _first)
     tempfile.mkdtemp = _counted("mkdtemp", tempfile.mkdtemp, _in_dir)
     tempfile.mkstemp = _counted("mkstemp", tempfile.mkstemp, _in_dir)
-    io._exchange = _counted("exchange", io._exchange, _second)
+    io._exchange = _counted("exchange", io._exchange, _second, _first)
 
 
 if __name__ == "__main__":

@@ -240,8 +240,14 @@ def _launch(config, save_dir, env_extra):
 
 
 def _events(log):
+    """[(n, operation, path, source of a rename or "")]."""
+    events = []
     with open(log) as f:
-        return [tuple(line.split(" ", 2)) for line in f.read().splitlines()]
+        for line in f.read().splitlines():
+            n, op, rest = line.split(" ", 2)
+            path, _, source = rest.partition(" <- ")
+            events.append((int(n), op, path, source))
+    return events
 
 
 @pytest.fixture(scope="module")
@@ -252,26 +258,26 @@ def straight(config, tmp_path_factory):
     proc = _launch(config, save_dir, {"FS_PAUSE_LOG": log})
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
-    return save_dir, [(int(n), op, path.strip()) for n, op, path in _events(log)]
+    return save_dir, _events(log)
 
 
 def _published(events, save_dir, name):
     """Numbers of the operations that put save_dir/name in place."""
     target = os.path.join(save_dir, name)
-    return [n for n, op, path in events if op in ("replace", "exchange") and path == target]
+    return [n for n, op, path, _ in events if op in ("replace", "exchange") and path == target]
 
 
 def _expected_before(events, save_dir, stop):
     """iter_N directories complete before operation `stop`, and whether best_model was."""
     done = set()
-    for n, op, path in events:
+    for n, op, path, source in events:
         if n >= stop:
             break
         name = os.path.relpath(path, save_dir)
         if op in ("replace", "exchange") and re.fullmatch(r"iter_\d+", name):
             done.add(name)
-        elif op == "rmtree" and name in done:
-            done.discard(name)
+        elif op == "replace" and source:  # a checkpoint renamed away to be deleted
+            done.discard(os.path.relpath(source, save_dir))
     best = any(n < stop for n in _published(events, save_dir, "best_model"))
     return done, best
 
@@ -325,14 +331,15 @@ def _check_kill_and_resume(config, straight, at, tmp_path):
     assert sorted(os.listdir(save_dir)) == sorted(os.listdir(reference))  # nothing left of the kill
 
 
-def _operation(events, save_dir, op, pattern, occurrence=0):
-    found = [n for n, o, path in events if o == op and re.fullmatch(pattern, os.path.relpath(path, save_dir))]
+def _operation(events, save_dir, op, pattern, occurrence=0, source=None):
+    found = [n for n, o, path, src in events if o == op and re.fullmatch(pattern, os.path.relpath(path, save_dir))
+             and (source is None or src == os.path.join(save_dir, source))]
     assert len(found) > occurrence, f"no {op} {pattern} #{occurrence} in the run's operations"
     return found[occurrence]
 
 
 @pytest.mark.parametrize("point", ["optimizer file half-written", "best_model swapped, old one not deleted",
-                                   "rotation before deleting the previous checkpoint"])
+                                   "previous checkpoint half-deleted by the rotation"])
 def test_kill_9_during_a_save_loses_nothing_and_resume_matches_a_straight_run(config, straight, tmp_path, point):
     """8 iterations in one go == killed in the save at iteration 4 or 6, then --resume_model auto to 8."""
     reference, events = straight
@@ -341,8 +348,8 @@ def test_kill_9_during_a_save_loses_nothing_and_resume_matches_a_straight_run(co
         "optimizer file half-written": lambda: _operation(
             events, reference, "paddle.save", r"\.iter_4\.partial-\w+/\.tmp-\w+model\.pdopt"),
         "best_model swapped, old one not deleted": lambda: _published(events, reference, "best_model")[1] + 1,
-        "rotation before deleting the previous checkpoint": lambda: _operation(events, reference, "rmtree",
-                                                                               r"iter_4"),
+        "previous checkpoint half-deleted by the rotation": lambda: _operation(
+            events, reference, "rmtree", r"\.iter_4\.partial-\w+"),
     }[point]()
     _check_kill_and_resume(config, straight, at, tmp_path)
 
@@ -350,10 +357,10 @@ def test_kill_9_during_a_save_loses_nothing_and_resume_matches_a_straight_run(co
 @pytest.mark.slow
 def test_kill_9_before_every_file_operation_of_two_saves(config, straight, tmp_path):
     """Every operation from the first of the checkpoint at iteration 4 (its best_model) to the
-    last of iteration 6's (deleting iter_4)."""
+    last of iteration 6's (deleting iter_4); a kill at an rmtree comes after one file is gone."""
     reference, events = straight
     first = _operation(events, reference, "mkdtemp", r"\.best_model\.partial-", occurrence=1)
-    last = _operation(events, reference, "rmtree", r"iter_4")
+    last = _operation(events, reference, "rmtree", r"\.iter_4\.partial-\w+")
     for at in range(first, last + 1):
         _check_kill_and_resume(config, straight, at, tmp_path)
 

@@ -28,7 +28,7 @@ import paddle
 from paddleseg_lpsnet.errors import CheckpointError
 from paddleseg_lpsnet.utils.checkpoint import describe_unreadable, read_state_dict, strict_load
 from paddleseg_lpsnet.utils.io import (atomic_paddle_save, atomic_write_bytes, atomic_write_json,
-                                       publish_dir, recover_published, staging_dir)
+                                       publish_dir, recover_published, remove_dir, staging_dir)
 
 __all__ = ["CheckpointManager", "TrainState", "rng_state", "set_rng_state", "iteration_of"]
 
@@ -194,7 +194,7 @@ class CheckpointManager:
     def _rotate(self):
         keep = self.keep_checkpoint_max
         while keep > 0 and len(self.rotation) > keep:
-            shutil.rmtree(self.rotation.pop(0), ignore_errors=True)
+            remove_dir(self.rotation.pop(0))
 
     # ------------------------------------------------------------------ loading
     def load(self, path, model, optimizer, ema_model=None, scaler=None):

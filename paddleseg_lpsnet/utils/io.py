@@ -4,7 +4,8 @@ A directory is built under a hidden staging name (`.NAME.partial-XXXX`) and publ
 by a rename. Replacing an existing directory swaps the two atomically where the
 kernel can (Linux renameat2 RENAME_EXCHANGE); elsewhere the old one is first moved
 aside (`.NAME.old-XXXX`), and `recover_published` puts it back if a crash came
-between the two renames.
+between the two renames. A directory is deleted by renaming it to a hidden name
+first, so that a crash in the middle never leaves a half-deleted one under its name.
 """
 import ctypes
 import errno
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 
 __all__ = ["atomic_paddle_save", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
-           "publish_dir", "staging_dir", "recover_published"]
+           "publish_dir", "staging_dir", "remove_dir", "recover_published"]
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
@@ -129,6 +130,16 @@ def publish_dir(staging, final):
     _fsync_dir(parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_dir(path):
+    """Delete a directory: rename it to a hidden staging name, then delete that."""
+    if not os.path.isdir(path):
+        return
+    trash = staging_dir(path)
+    os.replace(path, trash)  # onto the new empty directory
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def recover_published(parent):
