@@ -1,6 +1,6 @@
 """Errors a user can act on. The `lpsnet` command prints them as one line and exits 2."""
 
-__all__ = ["LPSNetError", "ConfigError", "DataError", "CheckpointError"]
+__all__ = ["LPSNetError", "ConfigError", "DataError", "CheckpointError", "TrainingError"]
 
 
 class LPSNetError(Exception):
@@ -17,3 +17,7 @@ class DataError(LPSNetError, ValueError):
 
 class CheckpointError(LPSNetError, ValueError):
     """A checkpoint is missing, unreadable, foreign or of another architecture."""
+
+
+class TrainingError(LPSNetError, RuntimeError):
+    """Training cannot go on: the loss or the weights became NaN or Inf."""

@@ -15,8 +15,9 @@ IGNORE = 255
 _COLOURS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [200, 200, 30]], np.float32)
 
 
-def make_sample(rng, height=64, width=128, num_classes=NUM_CLASSES):
-    """(RGB uint8 [H, W, 3], label uint8 [H, W]) with random class bands."""
+def make_sample(rng, height=64, width=128, num_classes=NUM_CLASSES, ignore_fraction=0.02):
+    """(RGB uint8 [H, W, 3], label uint8 [H, W]) with random class bands; about
+    `ignore_fraction` of the pixels are IGNORE."""
     cuts = np.sort(rng.choice(np.arange(8, height - 8), size=num_classes - 1, replace=False))
     classes = rng.permutation(num_classes)
     label = np.zeros((height, width), np.uint8)
@@ -24,7 +25,7 @@ def make_sample(rng, height=64, width=128, num_classes=NUM_CLASSES):
     for band, cls in enumerate(classes):
         label[bounds[band]:bounds[band + 1]] = cls
     image = _COLOURS[label] + rng.normal(0, 20, (height, width, 3))
-    label[rng.random_sample((height, width)) < 0.02] = IGNORE
+    label[rng.random_sample((height, width)) < ignore_fraction] = IGNORE
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
@@ -35,13 +36,13 @@ def write_png(path, array):
     assert cv2.imwrite(path, array), path
 
 
-def write_generic(root, num_train=8, num_val=3, height=64, width=128, seed=0):
+def write_generic(root, num_train=8, num_val=3, height=64, width=128, seed=0, ignore_fraction=0.02):
     """PaddleSeg `Dataset` layout: images/, labels/, train.txt, val.txt. Returns root."""
     rng = np.random.RandomState(seed)
     for split, count in (("train", num_train), ("val", num_val)):
         lines = []
         for i in range(count):
-            image, label = make_sample(rng, height, width)
+            image, label = make_sample(rng, height, width, ignore_fraction=ignore_fraction)
             img_rel, lab_rel = f"images/{split}_{i}.png", f"labels/{split}_{i}.png"
             write_png(os.path.join(root, img_rel), image)
             write_png(os.path.join(root, lab_rel), label)

@@ -1,29 +1,39 @@
 """Building what training and evaluation need from a PaddleSeg config, with clear errors.
 
 Before anything is built: every component `type` in the config must be registered
-(close names are suggested), dataset roots and file lists must exist. After a dataset
-is built: it must have samples, and every file it lists must exist. Errors are
-ConfigError / DataError naming the config file and key.
+(close names are suggested), every key must be one something reads (core/config_check.py),
+dataset roots and file lists must exist. After a dataset is built: it must have samples,
+and every file it lists must exist. The model's `pretrained` checkpoints load strictly
+(build_model_checked). Errors are ConfigError / DataError / CheckpointError naming the
+config file and key.
 """
+import copy
 import difflib
 import glob
 import os
+from urllib.parse import urlparse
 
 import paddle
 
+from paddleseg_lpsnet.core.config_check import check_config_dict, read_config_dict
 from paddleseg_lpsnet.core.data import CheckedDataset
-from paddleseg_lpsnet.errors import ConfigError, DataError
+from paddleseg_lpsnet.errors import CheckpointError, ConfigError, DataError, LPSNetError
 from paddleseg_lpsnet.utils.config import _check_types, load_config
 
 __all__ = ["load_checked_config", "check_component_types", "build_train_dataset", "build_val_dataset",
-           "build_dataset", "set_device"]
+           "build_dataset", "build_model_checked", "build_error", "set_device"]
 
 _COMPONENT_SECTIONS = ("model", "train_dataset", "val_dataset", "loss", "distill_loss")
 _OPTIMIZER_ALIASES = {"sgd": "SGD", "adam": "Adam"}  # lower-case names SegBuilder accepts
 
 
 def load_checked_config(path, opts=None, **overrides):
-    """load_config, then check every component type of the config (see module doc)."""
+    """load_config, after checking the config's component types, keys and class counts
+    (before PaddleSeg's own checks, whose messages are multi-line tracebacks)."""
+    raw = read_config_dict(path, opts=opts, **overrides) if os.path.isfile(path) else None
+    if raw is not None:
+        check_component_types(raw, path)
+        check_config_dict(raw, path)
     cfg = load_config(path, opts=opts, **overrides)
     check_component_types(cfg.dic, path)
     return cfg
@@ -48,6 +58,76 @@ def check_component_types(dic, path):
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"Unknown lr_scheduler type {scheduler!r} in {path}: expected a class of "
                           f"paddle.optimizer.lr.{hint}")
+
+
+def build_error(exc, key, config_path):
+    """The error to raise for `exc` from building config section `key`: one line naming
+    the section, the file and the component, with the original error's type when it is
+    ours (SegBuilder wraps every failure in a multi-line RuntimeError)."""
+    component = ""
+    while isinstance(exc, RuntimeError) and str(exc).startswith("Tried to create a ") \
+            and exc.__context__ is not None:
+        component = f" ({str(exc).split()[4]})"
+        exc = exc.__context__
+    kind = type(exc) if isinstance(exc, LPSNetError) else ConfigError
+    message = " ".join(str(exc).split())
+    return kind(f"Cannot build `{key}` of {config_path}{component}: {message}")
+
+
+def _take_lenient_pretrained(node, keys=()):
+    """Set to None, and return as [(attribute path, checkpoint)], every `pretrained` of an
+    upstream component in a model config (ours load theirs strictly themselves)."""
+    from paddleseg_lpsnet.utils.config import find_component
+    taken = []
+    if not isinstance(node, dict):
+        return taken
+    if "type" in node and node.get("pretrained"):
+        if not getattr(find_component(node["type"]), "__module__", "").startswith("paddleseg_lpsnet"):
+            taken.append((keys, node["pretrained"]))
+            node["pretrained"] = None
+    for key, value in node.items():
+        taken.extend(_take_lenient_pretrained(value, (*keys, key)))
+    return taken
+
+
+def _sublayer(model, keys, key, config_path):
+    layer = model
+    for name in keys:
+        layer = getattr(layer, name, None)
+    if not isinstance(layer, paddle.nn.Layer):
+        raise ConfigError(f"`{key}` in {config_path}: the built model has no layer "
+                          f"model.{'.'.join(keys)} to load the checkpoint into.")
+    return layer
+
+
+def build_model_checked(builder, config_path):
+    """`builder.model` (a SegBuilder's), loading every `pretrained` so that nothing is skipped.
+
+    PaddleSeg's own components load `pretrained` with loaders that skip tensors that do
+    not fit, with only a warning; here their checkpoints are taken out of the config and
+    loaded with utils.checkpoint.load_component_pretrained (every tensor filled, or an
+    error naming the key, the file and what does not fit). URLs are downloaded as
+    PaddleSeg does.
+    """
+    from paddleseg_lpsnet.utils.checkpoint import load_component_pretrained
+    model_cfg = copy.deepcopy(builder.config.dic.get("model") or {})
+    taken = _take_lenient_pretrained(model_cfg)
+    builder.config.dic["model"] = model_cfg
+    try:
+        model = builder.model
+    except (RuntimeError, AssertionError, TypeError, ValueError, KeyError) as exc:
+        raise build_error(exc, "model", config_path) from exc
+    for keys, source in sorted(taken, key=lambda item: -len(item[0])):  # parts before the whole model
+        key = ".".join(("model", *keys, "pretrained"))
+        layer = _sublayer(model, keys, key, config_path)
+        if urlparse(str(source)).netloc:
+            from paddleseg.utils.utils import download_pretrained_model
+            source = download_pretrained_model(source)
+        try:
+            load_component_pretrained(layer, source, whole_model=not keys)
+        except CheckpointError as exc:
+            raise CheckpointError(f"`{key}` in {config_path}: {exc}") from exc
+    return model
 
 
 def set_device(device):

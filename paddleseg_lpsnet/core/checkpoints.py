@@ -9,8 +9,10 @@
 
 A checkpoint directory is built under a hidden temporary name and renamed into place
 once every file is written and synced, so `iter_N/` exists only when complete, and a
-replaced `best_model/` is swapped in whole. Older checkpoints are deleted only after a
-newer one is complete, and never best_model/.
+replaced `best_model/` is swapped in whole (utils/io.py). Older checkpoints are deleted
+only after a newer one is complete, and never best_model/. A `kill -9` at any moment
+leaves every completed checkpoint loadable; `recover()`, run when training starts,
+deletes what an interrupted save left behind.
 """
 import glob
 import json
@@ -24,9 +26,9 @@ import numpy as np
 import paddle
 
 from paddleseg_lpsnet.errors import CheckpointError
-from paddleseg_lpsnet.utils.checkpoint import read_state_dict, strict_load
+from paddleseg_lpsnet.utils.checkpoint import describe_unreadable, read_state_dict, strict_load
 from paddleseg_lpsnet.utils.io import (atomic_paddle_save, atomic_write_bytes, atomic_write_json,
-                                       publish_dir, staging_dir)
+                                       publish_dir, recover_published, remove_dir, staging_dir)
 
 __all__ = ["CheckpointManager", "TrainState", "rng_state", "set_rng_state", "iteration_of"]
 
@@ -118,6 +120,10 @@ class CheckpointManager:
         self.keep_checkpoint_max = keep_checkpoint_max
         self.rotation = []  # checkpoint directories of this run, oldest first
 
+    def recover(self):
+        """Tidy save_dir after a crash (see utils.io.recover_published); returns what was done."""
+        return recover_published(self.save_dir)
+
     # ------------------------------------------------------------------ finding
     def complete(self):
         """[(N, path)] of the complete iter_N checkpoints in save_dir, oldest first."""
@@ -188,7 +194,7 @@ class CheckpointManager:
     def _rotate(self):
         keep = self.keep_checkpoint_max
         while keep > 0 and len(self.rotation) > keep:
-            shutil.rmtree(self.rotation.pop(0), ignore_errors=True)
+            remove_dir(self.rotation.pop(0))
 
     # ------------------------------------------------------------------ loading
     def load(self, path, model, optimizer, ema_model=None, scaler=None):
@@ -198,6 +204,9 @@ class CheckpointManager:
         tensors. A PaddleSeg checkpoint (no train_state.json) resumes at the N of its
         iter_N name, with random states and best mIoU starting afresh.
         """
+        if os.path.isfile(path):
+            raise CheckpointError(f"Resume path {path} is a file; expected a checkpoint directory (holding "
+                                  f"model.pdparams and model.pdopt) such as {os.path.dirname(path) or '.'}.")
         if not os.path.isdir(path):
             raise CheckpointError(f"Resume directory {path} does not exist; expected a checkpoint "
                                   f"directory such as {os.path.join(self.save_dir, 'iter_1000')}.")
@@ -245,9 +254,14 @@ class CheckpointManager:
         try:
             state = paddle.load(opt_path)
         except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"Cannot read optimizer state {opt_path}: {type(exc).__name__}: {exc}.") from exc
+            raise CheckpointError(f"Cannot read optimizer state {opt_path}: {describe_unreadable(opt_path)}. "
+                                  "Expected an optimizer state saved with paddle.save (model.pdopt).") from exc
         if not isinstance(state, dict):
             raise CheckpointError(f"{opt_path} holds {type(state).__name__}, not an optimizer state.")
+        weights = [k for k in state if k in model.state_dict()]
+        if weights:
+            raise CheckpointError(f"{opt_path} holds model weights (keys such as {weights[0]!r}), not an "
+                                  "optimizer state; expected the model.pdopt written beside model.pdparams.")
         old_names = meta.get("param_names") or _param_names(model)
         return _rename_optimizer_state(state, old_names, model, opt_path)
 

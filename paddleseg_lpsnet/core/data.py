@@ -12,6 +12,11 @@ Two problems of PaddleSeg 2.8 readers on Paddle 3.3.1 are solved here:
   thread, and with workers a failed sample travels to the main process as a batch
   that carries the message, which is raised there as DataError.
 
+On request (`--skip_bad_samples`) a bad sample is skipped instead, and its message
+reaches the main process the same way, to be shown as a warning: in training it is
+replaced by the next good sample of the dataset (batches keep their size, so every
+rank still takes the same steps); in evaluation it is left out of the metrics.
+
 With a seed, every sample's augmentation is drawn from (seed, epoch, index), so a run
 is reproducible whatever num_workers is, and a resumed run sees the same samples.
 """
@@ -26,9 +31,13 @@ from paddle.io.dataloader.collate import default_collate_fn
 from paddleseg_lpsnet.errors import DataError
 
 __all__ = ["CheckedDataset", "SampleError", "collate", "iterate_batches", "epoch_batches",
-           "rank_indices", "sample_files"]
+           "rank_indices", "sample_files", "BAD_SAMPLE_POLICIES"]
 
 _ERROR_KEY = "__lpsnet_sample_error__"
+_SKIPPED_KEY = "__lpsnet_skipped_samples__"
+_SEPARATOR = "\x00"
+# What CheckedDataset does with a sample that fails to load.
+BAD_SAMPLE_POLICIES = ("error", "replace", "drop")
 
 
 class SampleError:
@@ -36,6 +45,14 @@ class SampleError:
 
     def __init__(self, message):
         self.message = message
+
+
+class _Skipped:
+    """A sample left out (policy "drop"), or one that stands in for bad ones ("replace")."""
+
+    def __init__(self, messages, sample=None):
+        self.messages = messages
+        self.sample = sample
 
 
 def sample_files(dataset, index):
@@ -71,12 +88,19 @@ class CheckedDataset(paddle.io.Dataset):
             and usually file_list of [image, label] paths).
         name (str): How messages call the dataset, e.g. "train_dataset".
         seed (int, optional): Seed augmentations per (seed, epoch, index). Default: None.
+        bad_samples (str, optional): A sample that fails to load: "error" raises DataError;
+            "replace" returns the next good sample instead (training); "drop" leaves it
+            out (evaluation). Skipped samples' messages reach iterate_batches' `on_skip`.
+            Default: "error".
     """
 
-    def __init__(self, dataset, name, seed=None):
+    def __init__(self, dataset, name, seed=None, bad_samples="error"):
+        if bad_samples not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"bad_samples must be one of {BAD_SAMPLE_POLICIES}, not {bad_samples!r}.")
         self.dataset = dataset
         self.name = name
         self.seed = seed
+        self.bad_samples = bad_samples
         self.epoch = 0
         self.errors_as_values = False  # set while DataLoader workers read it
         self.num_classes = getattr(dataset, "num_classes", None)
@@ -101,10 +125,31 @@ class CheckedDataset(paddle.io.Dataset):
         try:
             return self._load(index)
         except Exception as exc:  # noqa: BLE001 (anything a transform raises)
-            message = str(exc) if isinstance(exc, DataError) else self._diagnose(index, exc)
+            message = self._message(index, exc)
+            if self.bad_samples == "drop":
+                return _Skipped([message])
+            if self.bad_samples == "replace":
+                return self._replacement(index, message)
             if self.errors_as_values:
                 return SampleError(message)
             raise DataError(message) from exc
+
+    def _message(self, index, exc):
+        return str(exc) if isinstance(exc, DataError) else self._diagnose(index, exc)
+
+    def _replacement(self, index, message):
+        """The next sample after `index` (cyclically) that loads, carrying the skipped messages."""
+        messages = [message]
+        for step in range(1, len(self)):
+            other = (index + step) % len(self)
+            try:
+                return _Skipped(messages, self._load(other))
+            except Exception as exc:  # noqa: BLE001
+                messages.append(self._message(other, exc))
+        failure = SampleError(f"No sample of {self.name} loads; the first failure: {message}")
+        if self.errors_as_values:
+            return failure
+        raise DataError(failure.message)
 
     def _diagnose(self, index, exc):
         """The message for an exception from the wrapped dataset: an undecodable image, or as raised."""
@@ -153,27 +198,55 @@ class CheckedDataset(paddle.io.Dataset):
 
 
 def collate(samples):
-    """default_collate_fn, except that a failed sample or batch becomes an error batch."""
+    """default_collate_fn, except that a failed sample or batch becomes an error batch,
+    and skipped samples are left out, their messages carried in the batch."""
+    kept, skipped = [], []
     for sample in samples:
         if isinstance(sample, SampleError):
             return _error_batch(sample.message)
+        if isinstance(sample, _Skipped):
+            skipped.extend(sample.messages)
+            sample = sample.sample
+        if sample is not None:
+            kept.append(sample)
     try:
-        return default_collate_fn(samples)
+        batch = default_collate_fn(kept) if kept else {}
     except Exception as exc:  # noqa: BLE001
         return _error_batch(f"Cannot batch {len(samples)} samples: {type(exc).__name__}: {exc}. "
                             "Do the transforms give every sample the same size (a crop)?")
+    if skipped:
+        batch[_SKIPPED_KEY] = _encode(_SEPARATOR.join(skipped))
+    return batch
+
+
+def _encode(text):
+    return np.frombuffer(text.encode("utf-8"), np.uint8).copy()
+
+
+def _decode(raw):
+    raw = raw.numpy() if hasattr(raw, "numpy") else np.asarray(raw)
+    return bytes(raw.astype(np.uint8).reshape(-1)).decode("utf-8")
 
 
 def _error_batch(message):
-    return {_ERROR_KEY: np.frombuffer(message.encode("utf-8"), np.uint8).copy()}
+    return {_ERROR_KEY: _encode(message)}
 
 
-def _raise_if_error(batch):
-    if isinstance(batch, dict) and _ERROR_KEY in batch:
-        raw = batch[_ERROR_KEY]
-        raw = raw.numpy() if hasattr(raw, "numpy") else np.asarray(raw)
-        raise DataError(bytes(raw.astype(np.uint8).reshape(-1)).decode("utf-8"))
-    return batch
+def _unpack(batch, on_skip):
+    """Raise an error batch's DataError; report skipped samples; None for an emptied batch."""
+    if not isinstance(batch, dict):
+        return batch
+    if _ERROR_KEY in batch:
+        raise DataError(_decode(batch[_ERROR_KEY]))
+    if _SKIPPED_KEY in batch:
+        for message in _decode(batch.pop(_SKIPPED_KEY)).split(_SEPARATOR):
+            on_skip(message)
+    return batch or None
+
+
+def _warn_skipped(message):
+    from paddleseg.utils import logger
+    logger.warning(f"Skipped a bad sample: {message}")
 
 
 def _to_tensors(batch):
@@ -199,19 +272,22 @@ def rank_indices(num_samples, rank, nranks):
     return list(range(rank, num_samples, nranks))
 
 
-def iterate_batches(dataset, batches, num_workers=0, start=0):
+def iterate_batches(dataset, batches, num_workers=0, start=0, on_skip=None):
     """Yield the batches (lists of indices) of `dataset` as dicts of tensors.
 
     num_workers=0 reads in the calling thread; otherwise Paddle's DataLoader with that
-    many worker processes. A failed sample raises DataError naming its files.
+    many worker processes. A failed sample raises DataError naming its files, unless
+    the dataset skips bad samples: then `on_skip(message)` is called in this process
+    for each (default: a warning), and a batch left with no sample is yielded as None.
     `start` skips that many batches without reading them.
     """
+    on_skip = on_skip or _warn_skipped
     batches = list(itertools.islice(batches, start, None))
     if not batches:
         return
     if num_workers == 0:
         for indices in batches:
-            yield _to_tensors(_raise_if_error(collate([dataset[i] for i in indices])))
+            yield _to_tensors(_unpack(collate([dataset[i] for i in indices]), on_skip))
         return
     if isinstance(dataset, CheckedDataset):
         dataset.errors_as_values = True
@@ -219,7 +295,7 @@ def iterate_batches(dataset, batches, num_workers=0, start=0):
                                   collate_fn=collate, return_list=True)
     try:
         for batch in loader:
-            yield _raise_if_error(batch)
+            yield _unpack(batch, on_skip)
     except SystemError as exc:
         if "Blocking queue is killed" not in str(exc):
             raise

@@ -10,13 +10,21 @@ What the loop does that PaddleSeg 2.8's does not:
   continues exactly (same samples, augmentations, LR and optimizer state);
   `--resume_model auto` picks the newest complete checkpoint in save_dir;
 - a bad sample stops the run with an error naming its files, never a hang
-  (core/data.py), and the checkpoints written so far stay;
+  (core/data.py), and the checkpoints written so far stay; or, with
+  `--skip_bad_samples`, it is replaced by the next good sample, with a warning;
+- a NaN or Inf loss stops the run before the update, naming the iteration, the loss
+  parts and the batch's files (`--nan_policy stop`, the default), or skips the
+  batch with a warning (`--nan_policy skip`); weights that became NaN or Inf are
+  never written to a checkpoint;
 - the loss is a LossComputer (core/losses.py) to which terms can be added, e.g.
   distillation from a frozen teacher (a config's `distill` section, core/distill.py);
-- with paddle.distributed every rank trains and evaluates, rank 0 alone writes.
+- with paddle.distributed every rank trains and evaluates, rank 0 alone writes; before
+  each evaluation the ranks take rank 0's BN statistics, so that the model evaluated
+  is the one saved (without SyncBN each rank's running statistics drift apart).
 """
 import contextlib
 import copy
+import math
 import os
 import random
 import time
@@ -33,9 +41,13 @@ from paddleseg_lpsnet.core.data import CheckedDataset, epoch_batches, iterate_ba
 from paddleseg_lpsnet.core.losses import LossComputer
 from paddleseg_lpsnet.core.train_log import TrainLog, to_display_image, to_display_label
 from paddleseg_lpsnet.core.val import eval_options, evaluate, format_result
-from paddleseg_lpsnet.errors import ConfigError, DataError
+from paddleseg_lpsnet.errors import ConfigError, DataError, TrainingError
 
-__all__ = ["TrainOptions", "TrainResult", "Trainer", "train", "set_seed"]
+__all__ = ["TrainOptions", "TrainResult", "Trainer", "train", "set_seed", "NAN_POLICIES"]
+
+NAN_POLICIES = ("stop", "skip")
+# With --nan_policy skip, this many non-finite losses in a row still stop the run.
+MAX_SKIPPED_IN_A_ROW = 10
 
 
 @dataclass
@@ -62,6 +74,12 @@ class TrainOptions:
         vdl_images (int): Val images shown in VisualDL at each evaluation. Default: 3.
         progress (bool, optional): Progress bar; None: when stderr is a terminal.
         sync_bn (bool, optional): Convert BN to SyncBN; None: on multi-card GPU runs.
+        nan_policy (str): A NaN or Inf loss: "stop" raises TrainingError before the
+            update; "skip" drops the batch (no update) with a warning, and stops after
+            MAX_SKIPPED_IN_A_ROW such batches in a row. Default: "stop".
+        skip_bad_samples (bool): Replace a training sample that fails to load by the next
+            good one, and leave bad val samples out of the metrics, with a warning,
+            instead of stopping with DataError. Default: False.
     """
     save_dir: str = "output"
     iters: int = 10000
@@ -81,6 +99,8 @@ class TrainOptions:
     vdl_images: int = 3
     progress: Optional[bool] = None
     sync_bn: Optional[bool] = None
+    nan_policy: str = "stop"
+    skip_bad_samples: bool = False
 
 
 @dataclass
@@ -135,6 +155,8 @@ class Trainer:
 
     def __init__(self, model, optimizer, losses, train_dataset, options=None, val_dataset=None):
         self.options = options = options or TrainOptions()
+        if options.nan_policy not in NAN_POLICIES:
+            raise ConfigError(f"nan_policy {options.nan_policy!r} is not one of {', '.join(NAN_POLICIES)}.")
         self.model = model
         self.optimizer = optimizer
         self.loss = losses if isinstance(losses, LossComputer) else LossComputer(losses)
@@ -150,12 +172,19 @@ class Trainer:
         self.scaler = None
         self.log = None
         self.last_eval = None
+        self.batch_indices = []  # dataset indices of the batch being trained on
+        self.skipped_in_a_row = 0
+        self.warned_samples = set()
+        if options.skip_bad_samples:
+            self.train_dataset.bad_samples = "replace"
 
     # ---------------------------------------------------------------- set-up
     def _prepare(self):
         opts = self.options
         if self.is_writer:
             _check_save_dir(opts.save_dir)
+            for action in self.checkpoints.recover():
+                self._info(f"Checkpoints: {action}.")
         if self._use_sync_bn():
             self.model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if opts.use_ema:
@@ -180,9 +209,18 @@ class Trainer:
             self.forward_model = paddle.DataParallel(self.model)
 
     def _use_sync_bn(self):
-        if self.options.sync_bn is not None:
-            return self.options.sync_bn
-        return self.nranks > 1 and paddle.get_device().startswith("gpu")
+        on_gpu = paddle.get_device().startswith("gpu")
+        if self.options.sync_bn is None:
+            return self.nranks > 1 and on_gpu
+        if self.options.sync_bn and not on_gpu:
+            if self.nranks > 1:
+                raise ConfigError(
+                    f"`sync_bn: true` asks for SyncBatchNorm, whose Paddle {paddle.__version__} kernel runs on "
+                    f"GPUs only, but this run is on {paddle.get_device()} with {self.nranks} processes. Set "
+                    "sync_bn: false (each process normalises with its own batch statistics) or train on GPUs.")
+            self._info("sync_bn: one process, so batch norm is already synchronised; using plain BN.")
+            return False
+        return bool(self.options.sync_bn)
 
     def _resume(self):
         path = self.options.resume_model
@@ -246,15 +284,16 @@ class Trainer:
         while self.state.iteration < opts.iters:
             epoch, skip = divmod(self.state.iteration, per_epoch)
             self.train_dataset.epoch = epoch
-            batches = iterate_batches(self.train_dataset, epoch_batches(sampler, epoch, opts.seed),
-                                      opts.num_workers, start=skip)
+            index_batches = epoch_batches(sampler, epoch, opts.seed)[skip:]
+            batches = iterate_batches(self.train_dataset, index_batches, opts.num_workers,
+                                      on_skip=self._warn_skipped_sample)
             with contextlib.closing(batches):
-                self._run_epoch(batches, epoch, meter)
+                self._run_epoch(zip(index_batches, batches), epoch, meter)
 
     def _run_epoch(self, batches, epoch, meter):
         opts = self.options
         tic = time.time()
-        for batch in batches:
+        for self.batch_indices, batch in batches:
             meter.reader.record(time.time() - tic)
             lr = self.optimizer.get_lr()
             out = self.train_step(batch)
@@ -262,8 +301,9 @@ class Trainer:
             self.state.epoch = epoch
             it = self.state.iteration
             meter.batch.record(time.time() - tic, num_samples=opts.batch_size)
-            meter.add(out)
-            self.log.advance(float(out.total))
+            if out is not None:
+                meter.add(out)
+            self.log.advance(None if out is None else float(out.total))
             if it % opts.log_iters == 0:
                 self._log_train(meter, lr, epoch)
             if self.ema_model is not None:
@@ -276,13 +316,24 @@ class Trainer:
             tic = time.time()
 
     def train_step(self, batch):
-        """Forward, loss, backward, optimizer and LR step on one batch; returns the LossOutput."""
+        """Forward, loss, backward, optimizer and LR step on one batch; returns the LossOutput,
+        or None when a non-finite loss was skipped (--nan_policy skip: no update)."""
         images = batch["img"]
         if getattr(self.model, "data_format", "NCHW") == "NHWC":
             images = images.transpose([0, 2, 3, 1])
+        # the forward pass updates BN statistics: a skipped batch must not leave its own
+        buffers = self._running_statistics() if self.options.nan_policy == "skip" else []
         with amp_context(self.options.precision, self.options.amp_level):
             logits = self.forward_model(images)
             out = self.loss(self.model, logits, batch)
+        if not self._loss_is_finite(out):
+            self._skip_non_finite_loss(out)  # raises unless --nan_policy skip
+            for buffer, saved in buffers:
+                buffer.set_value(saved)
+            self.optimizer.clear_grad()
+            self._step_lr(None)
+            return None
+        self.skipped_in_a_row = 0
         if self.scaler is not None:
             scaled = self.scaler.scale(out.total)
             scaled.backward()
@@ -297,9 +348,90 @@ class Trainer:
     def _step_lr(self, loss):
         scheduler = self.optimizer._learning_rate
         if isinstance(scheduler, paddle.optimizer.lr.ReduceOnPlateau):
-            scheduler.step(loss)
+            if loss is not None:
+                scheduler.step(loss)
         elif isinstance(scheduler, paddle.optimizer.lr.LRScheduler):
             scheduler.step()
+
+    # ------------------------------------------------------------ faults
+    def _loss_is_finite(self, out):
+        """Whether the loss is finite on every rank (ranks must agree to skip or stop together)."""
+        finite = math.isfinite(float(out.total))
+        if self.nranks > 1:
+            flag = paddle.to_tensor([0 if finite else 1], dtype="int32")
+            paddle.distributed.all_reduce(flag)
+            return int(flag.item()) == 0
+        return finite
+
+    def _statistics(self):
+        """What the forward pass changes and the optimizer does not: buffers and frozen
+        parameters (BN statistics are parameters with stop_gradient in Paddle 3)."""
+        return [*(p for p in self.model.parameters() if p.stop_gradient), *self.model.buffers()]
+
+    def _running_statistics(self):
+        return [(t, t.clone()) for t in self._statistics()]
+
+    def _share_statistics(self):
+        """Give every rank rank 0's statistics: all evaluate the model that rank 0 saves."""
+        if self.nranks > 1:
+            for tensor in self._statistics():
+                paddle.distributed.broadcast(tensor, src=0)
+
+    def _skip_non_finite_loss(self, out):
+        it, opts = self.state.iteration + 1, self.options
+        self.skipped_in_a_row += 1
+        total = float(out.total)
+        if math.isfinite(total):
+            what = "The loss of another rank is not finite"
+        else:
+            parts = ", ".join(f"{name} = {float(value):.4g}" for name, value in out.parts.items())
+            what = f"The loss is {total:.4g} ({parts})"
+        batch = self._describe_batch()
+        if opts.nan_policy == "stop":
+            raise TrainingError(
+                f"{what} at iteration {it}/{opts.iters}; batch: {batch}. Training stopped before "
+                f"the update, so no checkpoint holds weights from this step; {self._newest_checkpoint()}. "
+                "Lower the learning rate or check these samples, then resume; "
+                "`--nan_policy skip` skips such batches instead.")
+        if self.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            raise TrainingError(
+                f"{what} at iteration {it}/{opts.iters}, the {self.skipped_in_a_row}th non-finite loss in "
+                f"a row (--nan_policy skip gives up after {MAX_SKIPPED_IN_A_ROW}): training has "
+                f"diverged; {self._newest_checkpoint()}. Lower the learning rate and resume from it.")
+        self.log.warning(f"{what} at iteration {it}/{opts.iters}; batch: {batch}. Skipped this batch "
+                         "(no update) as --nan_policy skip asks.")
+
+    def _describe_batch(self, shown=4):
+        names = [self.train_dataset.where(i) for i in self.batch_indices[:shown]]
+        more = len(self.batch_indices) - shown
+        return "; ".join(names) + (f"; and {more} more" if more > 0 else "")
+
+    def _newest_checkpoint(self):
+        latest = self.checkpoints.latest()
+        return f"the newest checkpoint is {latest}" if latest else "no checkpoint was written yet"
+
+    def _check_weights_finite(self):
+        """TrainingError if a parameter or buffer holds NaN or Inf: such weights are never checkpointed."""
+        for name, tensor in [*self.model.named_parameters(), *self.model.named_buffers()]:
+            if tensor.dtype in (paddle.float16, paddle.bfloat16, paddle.float32, paddle.float64) \
+                    and not bool(paddle.isfinite(tensor).all()):
+                raise TrainingError(
+                    f"Tensor {name} holds NaN or Inf at iteration {self.state.iteration} although "
+                    f"the losses were finite (an exploding gradient); no checkpoint was written from "
+                    f"these weights; {self._newest_checkpoint()}. Lower the learning rate (or clip "
+                    "gradients: optimizer.grad_clip_cfg) and resume from it.")
+
+    def _warn_skipped_sample(self, message):
+        """A training or val sample skipped under --skip_bad_samples: warn once per sample, any rank."""
+        if message in self.warned_samples:
+            return
+        self.warned_samples.add(message)
+        text = f"Skipped a bad sample (--skip_bad_samples): {message}"
+        if self.is_writer:
+            self.log.warning(text)
+        else:
+            import sys
+            print(f"[rank {self.rank}] WARNING {text}", file=sys.stderr, flush=True)
 
     def _log_train(self, meter, lr, epoch):
         from paddleseg.utils import calculate_eta
@@ -322,6 +454,8 @@ class Trainer:
     # --------------------------------------------------------- checkpoints
     def checkpoint(self):
         """Evaluate (with a val set), then write iter_N/ and, on a new best mIoU, best_model/."""
+        self._check_weights_finite()
+        self._share_statistics()
         result, ema_result = self._evaluate()
         state, it = self.state, self.state.iteration
         best = result is not None and result.miou > state.best_miou
@@ -347,7 +481,9 @@ class Trainer:
         opts = self.options
         keep = rank_indices(len(self.val_dataset), 0, self.nranks)[:opts.vdl_images] if opts.use_vdl else ()
         common = dict(num_workers=1 if opts.num_workers > 0 else 0, precision=opts.precision,
-                      amp_level=opts.amp_level, progress=opts.progress, **opts.eval_options)
+                      amp_level=opts.amp_level, progress=opts.progress,
+                      skip_bad_samples=opts.skip_bad_samples, on_skip=self._warn_skipped_sample,
+                      **opts.eval_options)
         self.last_eval = evaluate(self.model, self.val_dataset, keep=keep, **common)
         ema_result = evaluate(self.ema_model, self.val_dataset, **common) if self.ema_model is not None else None
         self.model.train()
@@ -399,16 +535,18 @@ def _checked(dataset, name, seed):
 
 def _build(what, key, config_path):
     """Run a SegBuilder property; its failures become ConfigError naming `key` and the file."""
+    from paddleseg_lpsnet.core.builder import build_error
     try:
         return what()
     except (RuntimeError, AssertionError, TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"Cannot build `{key}` of {config_path}: {exc}") from exc
+        raise build_error(exc, key, config_path) from exc
 
 
 def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=None, do_eval=False,
           use_vdl=False, save_interval=1000, log_iters=10, keep_checkpoint_max=5, seed=None,
           resume_model=None, num_workers=0, device="gpu", precision="fp32", amp_level="O1",
-          use_ema=False, opts=None, progress=None, extra_loss_terms=()):
+          use_ema=False, opts=None, progress=None, extra_loss_terms=(), nan_policy="stop",
+          skip_bad_samples=False):
     """`lpsnet train`: train the model of config file `config` (PaddleSeg's flags as arguments).
 
     `extra_loss_terms` are added to the config's losses (see core/losses.py), and so is
@@ -417,7 +555,7 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
     """
     from paddleseg.cvlibs import SegBuilder
 
-    from paddleseg_lpsnet.core.builder import (build_train_dataset, build_val_dataset,
+    from paddleseg_lpsnet.core.builder import (build_model_checked, build_train_dataset, build_val_dataset,
                                                load_checked_config, set_device)
     from paddleseg_lpsnet.core.distill import build_distill_term
     with paddleseg_fixes_applied():
@@ -428,7 +566,7 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
         train_dataset = build_train_dataset(cfg, config, seed=seed)
         val_dataset = build_val_dataset(cfg, config) if do_eval else None
         builder = SegBuilder(cfg)
-        model = _build(lambda: builder.model, "model", config)
+        model = build_model_checked(builder, config)
         optimizer = _build(lambda: builder.optimizer, "optimizer / lr_scheduler", config)
         losses = LossComputer(_build(lambda: builder.loss, "loss", config), extra_loss_terms, config)
         distill = build_distill_term(cfg, config, model)  # None without a `distill` section
@@ -439,5 +577,6 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
             log_iters=log_iters, keep_checkpoint_max=keep_checkpoint_max, num_workers=num_workers,
             use_vdl=use_vdl, use_ema=use_ema, precision=precision, amp_level=amp_level,
             resume_model=resume_model, seed=seed, eval_options=eval_options(cfg.test_config),
-            progress=progress, sync_bn=cfg.dic.get("sync_bn"))
+            progress=progress, sync_bn=cfg.dic.get("sync_bn"), nan_policy=nan_policy,
+            skip_bad_samples=skip_bad_samples)
         return Trainer(model, optimizer, losses, train_dataset, options, val_dataset).run()

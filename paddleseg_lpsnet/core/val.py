@@ -65,7 +65,7 @@ def _progress(total, enabled):
 
 def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, flip_vertical=False,
              is_slide=False, crop_size=None, stride=None, precision="fp32", amp_level="O1",
-             num_workers=0, keep=(), progress=None):
+             num_workers=0, keep=(), progress=None, skip_bad_samples=False, on_skip=None):
     """Evaluate `model` on `dataset` (a PaddleSeg dataset in val mode).
 
     Args:
@@ -80,6 +80,11 @@ def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, 
         keep (iterable of int): Dataset indices whose image, label and prediction are
             returned in EvalResult.samples (those this rank evaluates). Default: ().
         progress (bool, optional): Show a progress bar; None: when stderr is a terminal.
+        skip_bad_samples (bool): Leave samples that fail to load out of the metrics
+            (EvalResult.num_images counts those evaluated) instead of raising DataError.
+            Default: False.
+        on_skip (callable, optional): Called with the message of each skipped sample.
+            Default: a warning.
 
     Returns:
         EvalResult.
@@ -93,12 +98,18 @@ def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, 
     num_classes = checked.num_classes
     area = [paddle.zeros([num_classes], dtype="int64") for _ in range(3)]
     samples = {}
-    was_training = model.training
+    skipped = 0
+    was_training, policy = model.training, checked.bad_samples
     model.eval()
+    checked.bad_samples = "drop" if skip_bad_samples else "error"
     try:
         with paddleseg_fixes_applied(), paddle.no_grad(), _progress(len(indices), progress) as bar:
-            batches = iterate_batches(checked, [[i] for i in indices], num_workers)
+            batches = iterate_batches(checked, [[i] for i in indices], num_workers, on_skip=on_skip)
             for index, batch in zip(indices, batches):
+                bar.update(1)
+                if batch is None:
+                    skipped += 1
+                    continue
                 with amp_context(precision, amp_level):
                     pred = _predict(model, batch, aug_eval, scales, flip_horizontal, flip_vertical,
                                     is_slide, crop_size, stride)
@@ -108,14 +119,15 @@ def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, 
                 if index in keep:
                     samples[index] = {"image": batch["img"][0].numpy(), "label": label.numpy()[0, 0],
                                       "prediction": pred.numpy()[0, 0].astype(np.uint8)}
-                bar.update(1)
     finally:
+        checked.bad_samples = policy
         if was_training:
             model.train()
+    evaluated = paddle.to_tensor([len(indices) - skipped], dtype="int64")
     if nranks > 1:
-        for total in area:
+        for total in [*area, evaluated]:
             paddle.distributed.all_reduce(total)
-    return _result(area, len(checked), samples)
+    return _result(area, int(evaluated.item()), samples)
 
 
 def _result(area, num_images, samples):
@@ -152,7 +164,7 @@ def eval_options(test_config, **given):
 
 def validate(config, model_path, aug_eval=None, scales=None, flip_horizontal=None, flip_vertical=None,
              is_slide=None, crop_size=None, stride=None, num_workers=0, device=None, precision="fp32",
-             amp_level="O1", opts=None, progress=None, print_fn=print):
+             amp_level="O1", opts=None, progress=None, skip_bad_samples=False, print_fn=print):
     """`lpsnet val`: build the config's model, load `model_path` strictly, evaluate, print.
 
     Evaluation options left None fall back to the config's `test_config`, as in
@@ -173,7 +185,8 @@ def validate(config, model_path, aug_eval=None, scales=None, flip_horizontal=Non
                                flip_horizontal=flip_horizontal, flip_vertical=flip_vertical,
                                is_slide=is_slide, crop_size=crop_size, stride=stride)
         result = evaluate(model, dataset, num_workers=num_workers, precision=precision,
-                          amp_level=amp_level, progress=progress, **options)
+                          amp_level=amp_level, progress=progress, skip_bad_samples=skip_bad_samples,
+                          **options)
     for line in format_result(result, class_names(len(result.class_iou))):
         print_fn(line)
     return result

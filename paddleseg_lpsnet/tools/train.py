@@ -25,6 +25,12 @@ def add_arguments(parser):
                         help="seed weights, shuffling and augmentations (makes resume exact)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="fp16: AMP (GPU)")
     parser.add_argument("--amp_level", default="O1", choices=["O1", "O2"], help="AMP level")
+    parser.add_argument("--nan_policy", default="stop", choices=["stop", "skip"],
+                        help="a NaN or Inf loss: stop (error naming the iteration; checkpoints kept) or "
+                             "skip the batch with a warning (default: stop)")
+    parser.add_argument("--skip_bad_samples", action="store_true",
+                        help="replace a sample that fails to load by the next good one (leave it out "
+                             "of evaluation), with a warning, instead of stopping with an error")
     parser.add_argument("--opts", nargs="+", default=None, help="config overrides key=value")
 
 
@@ -36,7 +42,7 @@ def run(args):
                    keep_checkpoint_max=args.keep_checkpoint_max, seed=args.seed,
                    resume_model=args.resume_model, num_workers=args.num_workers, device=args.device,
                    precision=args.precision, amp_level=args.amp_level, use_ema=args.use_ema,
-                   opts=args.opts)
+                   opts=args.opts, nan_policy=args.nan_policy, skip_bad_samples=args.skip_bad_samples)
     import paddle
     if paddle.distributed.get_rank() == 0:
         best = f"; best mIoU {result.best_miou:.4f} at iter {result.best_iter}" if result.best_iter >= 0 else ""

@@ -18,6 +18,9 @@ def add_arguments(parser):
     parser.add_argument("--stride", nargs=2, type=int, default=None, help="slide stride (w h)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="fp16: AMP (GPU)")
     parser.add_argument("--amp_level", default="O1", choices=["O1", "O2"], help="AMP level")
+    parser.add_argument("--skip_bad_samples", action="store_true",
+                        help="leave samples that fail to load out of the metrics, with a warning, "
+                             "instead of stopping with an error naming the file")
     parser.add_argument("--opts", nargs="+", default=None, help="config overrides key=value")
 
 
@@ -31,5 +34,5 @@ def run(args):
              flip_horizontal=args.flip_horizontal, flip_vertical=args.flip_vertical,
              is_slide=args.is_slide, crop_size=args.crop_size, stride=args.stride,
              num_workers=args.num_workers, device=args.device, precision=args.precision,
-             amp_level=args.amp_level, opts=args.opts)
+             amp_level=args.amp_level, opts=args.opts, skip_bad_samples=args.skip_bad_samples)
     return 0
