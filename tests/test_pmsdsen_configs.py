@@ -43,7 +43,7 @@ def test_recipe(name):
     assert _transform(d, "RandomPaddingCrop")["crop_size"] == crop
     scaling = _transform(d, "ResizeStepScaling")
     assert (scaling["min_scale_factor"], scaling["max_scale_factor"], scaling["scale_step_size"]) == (*scales, 0)
-    assert d["test_config"] == {"aug_eval": True, "scales": 0.5}
+    assert d["test_config"] == {"rescale": 0.5}
     model = builder.model
     assert isinstance(model, PMSDSENet) and model.freeze_bn is freeze
     assert (model.base_channels, model.blocks) == (32, (1, 2, 6, 2, 1))

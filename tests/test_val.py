@@ -13,6 +13,7 @@ from paddleseg_lpsnet.cli import main
 from paddleseg_lpsnet.compat import paddleseg_fixes_applied, revert_paddleseg_fixes
 from paddleseg_lpsnet.core.builder import build_val_dataset, load_checked_config
 from paddleseg_lpsnet.core.val import eval_options, evaluate, validate
+from paddleseg_lpsnet.errors import ConfigError
 from paddleseg_lpsnet.utils.config import build_model
 
 
@@ -168,3 +169,26 @@ def test_val_rejects_a_file_that_is_not_a_checkpoint(config, tmp_path, capsys):
     path.write_text("not a checkpoint")
     assert f"Cannot read checkpoint {path}" in _val_error(capsys, config, str(path))
     assert "does not exist" in _val_error(capsys, config, str(tmp_path / "missing.pdparams"))
+
+
+def test_rescale_is_pmsdsen_protocol_and_excludes_aug_eval(config, data_root):
+    """--rescale 0.5: predict at half size, upsample logits (align_corners=True), score at full size."""
+    from paddleseg_lpsnet.utils.rescaled_inference import predict_rescaled
+
+    cfg = load_checked_config(config)
+    dataset = build_val_dataset(cfg, config)
+    model = build_model(cfg)
+    model.eval()
+    with paddleseg_fixes_applied():
+        result = evaluate(model, dataset, rescale=0.5, keep=range(len(dataset)))
+        full = evaluate(model, dataset)
+    for index, sample in result.samples.items():
+        image = paddle.to_tensor(sample["image"][None])
+        with paddle.no_grad():
+            expected = predict_rescaled(model, image, 0.5).numpy().argmax(1)[0]
+        np.testing.assert_array_equal(sample["prediction"], expected)
+        assert sample["prediction"].shape == sample["label"].shape
+    assert result.miou != full.miou  # a different protocol, a different score
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        evaluate(model, dataset, rescale=0.5, aug_eval=True)
+    assert eval_options({"rescale": 0.5})["rescale"] == 0.5

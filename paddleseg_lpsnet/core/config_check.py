@@ -31,7 +31,8 @@ TOP_LEVEL_KEYS = {"batch_size", "iters", "train_dataset", "val_dataset", "model"
                   "_inherited_"}
 LOSS_SECTIONS = ("loss", "distill_loss")
 # What `lpsnet val` and evaluation during training read from test_config.
-TEST_CONFIG_KEYS = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide", "crop_size", "stride")
+TEST_CONFIG_KEYS = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide", "crop_size", "stride",
+                    "rescale")
 _COMPONENT_SECTIONS = ("model", "train_dataset", "val_dataset", "optimizer", "loss", "distill_loss")
 _LR_BUILDER_KEYS = ("type", "warmup_iters", "warmup_start_lr")  # read by SegBuilder.lr_scheduler itself
 

@@ -14,6 +14,7 @@ import paddle
 from paddleseg_lpsnet.compat import paddleseg_fixes_applied
 from paddleseg_lpsnet.core.amp import amp_context
 from paddleseg_lpsnet.core.data import CheckedDataset, iterate_batches, rank_indices
+from paddleseg_lpsnet.errors import ConfigError
 
 __all__ = ["EvalResult", "evaluate", "validate", "eval_options", "format_result", "class_names"]
 
@@ -46,9 +47,15 @@ def class_names(num_classes):
     return [trainId2label[i].name for i in range(19)]
 
 
-def _predict(model, batch, aug_eval, scales, flip_horizontal, flip_vertical, is_slide, crop_size, stride):
+def _predict(model, batch, aug_eval, scales, flip_horizontal, flip_vertical, is_slide, crop_size, stride,
+             rescale=None):
     from paddleseg.core import infer
     slide = dict(is_slide=is_slide, crop_size=crop_size, stride=stride)
+    if rescale:
+        from paddleseg_lpsnet.utils.rescaled_inference import predict_rescaled
+        logit = infer.reverse_transform(predict_rescaled(model, batch["img"], rescale),
+                                        batch["trans_info"], mode="bilinear")
+        return paddle.argmax(logit, axis=1, keepdim=True, dtype="int32")
     if aug_eval:
         pred, _ = infer.aug_inference(model, batch["img"], trans_info=batch["trans_info"], scales=scales,
                                       flip_horizontal=flip_horizontal, flip_vertical=flip_vertical, **slide)
@@ -65,7 +72,7 @@ def _progress(total, enabled):
 
 def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, flip_vertical=False,
              is_slide=False, crop_size=None, stride=None, precision="fp32", amp_level="O1",
-             num_workers=0, keep=(), progress=None, skip_bad_samples=False, on_skip=None):
+             num_workers=0, keep=(), progress=None, skip_bad_samples=False, on_skip=None, rescale=None):
     """Evaluate `model` on `dataset` (a PaddleSeg dataset in val mode).
 
     Args:
@@ -85,12 +92,20 @@ def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, 
             Default: False.
         on_skip (callable, optional): Called with the message of each skipped sample.
             Default: a warning.
+        rescale (float, optional): PMSDSEN's protocol: predict at this scale of the
+            image (bilinear, align_corners=True), resize the logits back, compare at
+            full resolution. Not combinable with aug_eval or is_slide. Default: None.
 
     Returns:
         EvalResult.
     """
     from paddleseg.utils import metrics
 
+    if rescale is not None and (aug_eval or is_slide):
+        raise ConfigError(f"rescale {rescale} (predict at a reduced scale) cannot be combined with "
+                          f"aug_eval or is_slide; got aug_eval={aug_eval}, is_slide={is_slide}.")
+    if rescale is not None and not 0 < float(rescale) <= 4:
+        raise ConfigError(f"rescale must be a scale in (0, 4], got {rescale!r}.")
     checked = dataset if isinstance(dataset, CheckedDataset) else CheckedDataset(dataset, "val_dataset")
     nranks, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
     indices = rank_indices(len(checked), rank, nranks)
@@ -112,7 +127,7 @@ def evaluate(model, dataset, aug_eval=False, scales=1.0, flip_horizontal=False, 
                     continue
                 with amp_context(precision, amp_level):
                     pred = _predict(model, batch, aug_eval, scales, flip_horizontal, flip_vertical,
-                                    is_slide, crop_size, stride)
+                                    is_slide, crop_size, stride, rescale)
                 label = batch["label"].astype("int64")
                 parts = metrics.calculate_area(pred, label, num_classes, ignore_index=checked.ignore_index)
                 area = [total + part for total, part in zip(area, parts)]
@@ -152,7 +167,8 @@ def format_result(result, names=None):
     return lines
 
 
-_EVAL_OPTIONS = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide", "crop_size", "stride")
+_EVAL_OPTIONS = ("aug_eval", "scales", "flip_horizontal", "flip_vertical", "is_slide", "crop_size", "stride",
+                 "rescale")
 
 
 def eval_options(test_config, **given):
@@ -164,7 +180,7 @@ def eval_options(test_config, **given):
 
 def validate(config, model_path, aug_eval=None, scales=None, flip_horizontal=None, flip_vertical=None,
              is_slide=None, crop_size=None, stride=None, num_workers=0, device=None, precision="fp32",
-             amp_level="O1", opts=None, progress=None, skip_bad_samples=False, print_fn=print):
+             amp_level="O1", opts=None, progress=None, skip_bad_samples=False, print_fn=print, rescale=None):
     """`lpsnet val`: build the config's model, load `model_path` strictly, evaluate, print.
 
     Evaluation options left None fall back to the config's `test_config`, as in
@@ -183,7 +199,7 @@ def validate(config, model_path, aug_eval=None, scales=None, flip_horizontal=Non
         dataset = build_val_dataset(cfg, config)
         options = eval_options(cfg.test_config, aug_eval=aug_eval, scales=scales,
                                flip_horizontal=flip_horizontal, flip_vertical=flip_vertical,
-                               is_slide=is_slide, crop_size=crop_size, stride=stride)
+                               is_slide=is_slide, crop_size=crop_size, stride=stride, rescale=rescale)
         result = evaluate(model, dataset, num_workers=num_workers, precision=precision,
                           amp_level=amp_level, progress=progress, skip_bad_samples=skip_bad_samples,
                           **options)

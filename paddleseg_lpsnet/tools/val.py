@@ -16,6 +16,9 @@ def add_arguments(parser):
     parser.add_argument("--is_slide", action="store_true", default=None, help="sliding-window inference")
     parser.add_argument("--crop_size", nargs=2, type=int, default=None, help="slide window (w h)")
     parser.add_argument("--stride", nargs=2, type=int, default=None, help="slide stride (w h)")
+    parser.add_argument("--rescale", type=float, default=None,
+                        help="predict at this scale of the image and upsample the logits back "
+                             "(bilinear, align_corners=True): PMSDSEN's protocol is 0.5")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="fp16: AMP (GPU)")
     parser.add_argument("--amp_level", default="O1", choices=["O1", "O2"], help="AMP level")
     parser.add_argument("--skip_bad_samples", action="store_true",
@@ -34,5 +37,6 @@ def run(args):
              flip_horizontal=args.flip_horizontal, flip_vertical=args.flip_vertical,
              is_slide=args.is_slide, crop_size=args.crop_size, stride=args.stride,
              num_workers=args.num_workers, device=args.device, precision=args.precision,
-             amp_level=args.amp_level, opts=args.opts, skip_bad_samples=args.skip_bad_samples)
+             amp_level=args.amp_level, opts=args.opts, skip_bad_samples=args.skip_bad_samples,
+             rescale=args.rescale)
     return 0
