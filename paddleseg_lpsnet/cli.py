@@ -14,6 +14,8 @@ import warnings
 COMMANDS = {
     "convert": ("paddleseg_lpsnet.tools.convert",
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
+    "data": ("paddleseg_lpsnet.tools.data",
+             "generate (synth), prepare (prepare-cityscapes) or check datasets"),
 }
 
 
