@@ -250,3 +250,13 @@ def test_kinds_are_all_tested():
     tested = {"config", "missing-root", "missing-list", "list-format", "empty", "duplicate", "missing-file",
               "unreadable", "truncated", "channels", "size-mismatch", "label-values"}
     assert tested == set(KINDS)
+
+
+def test_other_paddleseg_dataset_types_are_read_through_paddleseg(fl):
+    """Any other dataset type is built (without transforms) to get its file list and classes."""
+    root, _ = fl
+    os.rename(os.path.join(root, "train.txt"), os.path.join(root, "train_list.txt"))
+    cfg = {"train_dataset": {"type": "OpticDiscSeg", "dataset_root": root, "mode": "train", "transforms": []}}
+    found = problems(cfg, splits=("train",))       # OpticDiscSeg has 2 classes; both labels hold a 2
+    assert [p.kind for p in found] == ["label-values"] * 2
+    assert os.path.join(root, "ann", "1.png") in str(found[1]) and "outside 0..1" in str(found[1])

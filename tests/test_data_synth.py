@@ -75,6 +75,20 @@ def test_polygons_are_real_cityscapes_annotations(dataset, tmp_path):
                                   np.asarray(Image.open(path.replace("_polygons.json", "_labelIds.png"))))
 
 
+def test_image_regions_are_exactly_the_labelled_pixels():
+    """The pixels each shape paints in the image are the pixels cityscapesscripts labels with it."""
+    from cityscapesscripts.helpers.labels import name2label
+    from paddleseg_lpsnet.datasets.cityscapes import annotation_from_dict, render_label
+    for i in range(3):
+        _, shapes = synth.compose_scene(np.random.default_rng([1, 1, i]), *SIZE)
+        owner = synth.owner_map(shapes, *SIZE)
+        ids = np.array([0] + [name2label[s.label].id if s.label else 0 for s in shapes])[owner]
+        objects = [{"label": s.label, "polygon": s.polygon.tolist()} for s in shapes if s.label]
+        annotation = annotation_from_dict({"imgHeight": SIZE[0], "imgWidth": SIZE[1], "objects": objects})
+        assert (owner > 0).all()   # every pixel belongs to some region
+        np.testing.assert_array_equal(ids, render_label(annotation, "ids"))
+
+
 def test_same_seed_same_bytes_other_seed_other_images(dataset, tmp_path):
     root, _ = dataset
     again = str(tmp_path / "again")

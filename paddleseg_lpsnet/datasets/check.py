@@ -253,10 +253,7 @@ def list_problems(split):
 
 def _open(path):
     """(PIL image fully decoded, None) or (None, (kind, detail))."""
-    from PIL import Image, ImageFile, UnidentifiedImageError
-    if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):
-        return None, ("config", "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process; "
-                                "truncated files cannot be detected.")
+    from PIL import Image, UnidentifiedImageError
     try:
         img = Image.open(path)
         img.load()
@@ -342,6 +339,10 @@ def check_config_data(config, splits=("train", "val"), deep=True, num_workers=4)
         sample order).
     """
     report = DataReport(deep=deep)
+    from PIL import ImageFile
+    if deep and ImageFile.LOAD_TRUNCATED_IMAGES:
+        report.problems.append(Problem("config", "-", "PIL.ImageFile.LOAD_TRUNCATED_IMAGES",
+                                       "is True in this process, so truncated files pass unnoticed."))
     for name in splits:
         found = []
         split = resolve_split(config, name, found)

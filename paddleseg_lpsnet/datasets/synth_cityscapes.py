@@ -17,6 +17,7 @@ Image regions are filled from the same integer polygons with the same rasterizer
 Deterministic: sample i of a split depends only on (seed, split, i), so the same
 seed gives byte-identical files whatever the number of samples asked for.
 """
+import functools
 import json
 import os
 import shutil
@@ -82,15 +83,26 @@ def _ints(points):
     return np.round(points).astype(np.int64)
 
 
-def _depths(z0, z1, n=8):
-    """n depths from z0 to z1, evenly spaced in 1/Z (evenly on screen)."""
-    return 1.0 / np.linspace(1.0 / z0, 1.0 / z1, n)
+_STEPS = np.linspace(0.0, 1.0, 8)
 
 
-def ground_strip(cam, x0, x1, z0, z1, n=8):
-    """Polygon of the ground between X=x0 and X=x1 from depth z0 to z1 (n depths per side)."""
-    zs = _depths(z0, z1, n)
+def _depths(z0, z1):
+    """8 depths from z0 to z1, evenly spaced in 1/Z (evenly on screen)."""
+    return 1.0 / (1.0 / z0 + (1.0 / z1 - 1.0 / z0) * _STEPS)
+
+
+def ground_strip(cam, x0, x1, z0, z1):
+    """Polygon of the ground between X=x0 and X=x1 from depth z0 to z1."""
+    zs = _depths(z0, z1)
     return _ints(np.concatenate([cam.project(x0, 0, zs), cam.project(x1, 0, zs[::-1])]))
+
+
+def ground_quads(cam, x0, x1, z0, z1):
+    """Quadrilaterals on the ground, one per element of the broadcast arrays (x0, x1, z0, z1)."""
+    x0, x1, z0, z1 = np.broadcast_arrays(*(np.asarray(v, float)[..., None] for v in (x0, x1, z0, z1)))
+    xs = np.concatenate([x0, x1, x1, x0], -1)
+    zs = np.concatenate([z0, z0, z1, z1], -1)
+    return list(_ints(cam.project(xs, 0, zs)).reshape(-1, 4, 2))
 
 
 def facade(cam, x, z0, z1, height):
@@ -135,7 +147,8 @@ class Frame:
         return big[cell:cell + self.h, cell:cell + self.w]
 
     def color(self, base, jitter):
-        return np.clip(np.asarray(base, np.float32) + self.rng.uniform(-jitter, jitter, 3), 0, 255)
+        c = np.asarray(base, np.float32) + self.rng.uniform(-jitter, jitter, 3).astype(np.float32)
+        return np.minimum(np.maximum(c, 0), 255)
 
     def texture(self, color, smooth=8.0, mid=0.0, grain=3.0):
         """Paint function: color + luminance noise at three scales."""
@@ -290,7 +303,8 @@ def ground(frame, cam, street):
         if fac != edge:
             shapes.append(Shape("terrain", ground_strip(cam, edge, fac, z0, zf), terrain, depth=1))
         tile = rng.uniform(0.5, 1.5)
-        lines = [ground_strip(cam, curb, edge, z, z + 0.06, n=2) for z in np.arange(1.0, 40.0, tile)]
+        z = np.arange(1.0, 40.0, tile)
+        lines = ground_quads(cam, curb, edge, z, z + 0.06)
         curb_poly = ground_strip(cam, curb, curb + side * 0.2, z0, zf)
         paint = overlay(frame.texture(walk_color, smooth=8, mid=3, grain=4),
                         [(lines, walk_color * 0.8), ([curb_poly], walk_color * 1.15)])
@@ -303,19 +317,17 @@ def road_paint(frame, cam, street):
     rng = frame.rng
     asphalt = frame.color((95, 95, 100), 30)
     white = frame.color((225, 225, 220), 15)
-    marks = []
     dash, gap, offset = rng.uniform(2, 4), rng.uniform(4, 9), rng.uniform(0, 6)
-    for k in range(1, street.lanes):
-        x = -street.half + k * street.lane_w
-        for z in np.arange(1.0 + offset, min(street.z_far, 120), dash + gap):
-            marks.append(ground_strip(cam, x - 0.07, x + 0.07, z, z + dash, n=2))
+    x = (-street.half + np.arange(1, street.lanes) * street.lane_w)[:, None]   # lane lines
+    z = np.arange(1.0 + offset, min(street.z_far, 120), dash + gap)[None, :]  # dashes
+    marks = ground_quads(cam, x - 0.07, x + 0.07, z, z + dash) if street.lanes > 1 else []
     for side in (-1, 1):
         x = side * (street.half - 0.3)
         marks.append(ground_strip(cam, x - 0.07, x + 0.07, 1.0, min(street.z_far, 150)))
     if rng.random() < 0.4:  # zebra crossing
         z = rng.uniform(8, 30)
-        for x in np.arange(-street.half + 0.3, street.half - 0.3, 1.0):
-            marks.append(ground_strip(cam, x, x + 0.5, z, z + 4, n=2))
+        x = np.arange(-street.half + 0.3, street.half - 0.3, 1.0)
+        marks += ground_quads(cam, x, x + 0.5, z, z + 4)
     return overlay(frame.texture(asphalt, smooth=9, mid=4, grain=5), [(marks, white)])
 
 
@@ -517,41 +529,76 @@ def compose_scene(rng, height, width):
 
 # --------------------------------------------------------------------------- rendering
 
-def rasterize(polygon, x0, y0, w, h):
-    """Boolean mask [h, w] of an integer polygon, drawn by PIL as cityscapesscripts does."""
-    img = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(img).polygon([(int(x) - x0, int(y) - y0) for x, y in polygon], fill=1)
-    return np.asarray(img, dtype=bool)
+def _draw(img, polygon, value):
+    ImageDraw.Draw(img).polygon(polygon.ravel().tolist(), fill=value)
+
+
+def owner_map(shapes, height, width):
+    """int32 [H, W]: 1 + index of the topmost labelled shape at each pixel (0: none).
+
+    Drawn with PIL's polygon fill, as cityscapesscripts draws label images, so the
+    pixels of a region are exactly the pixels its label gets.
+    """
+    img = Image.new("I", (width, height), 0)
+    for i, s in enumerate(shapes):
+        if s.label:
+            _draw(img, s.polygon, i + 1)
+    return np.asarray(img, dtype=np.int32)
+
+
+def _box(polygon, w, h):
+    (x0, y0), (x1, y1) = polygon.min(0).tolist(), (polygon.max(0) + 1).tolist()
+    return max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
 
 
 def paint_shapes(frame, shapes):
-    """Render the shapes into a float32 RGB image (before exposure and noise)."""
+    """Render the shapes into a float32 RGB image (before exposure and noise).
+
+    Each labelled shape paints the pixels it owns; an image-only shading darkens the
+    pixels of shapes drawn before it.
+    """
     h, w = frame.h, frame.w
+    owner = owner_map(shapes, h, w)
     img = np.zeros((h, w, 3), np.float32)
-    for s in shapes:
-        (x0, y0), (x1, y1) = s.polygon.min(0).tolist(), (s.polygon.max(0) + 1).tolist()
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    for i, s in enumerate(shapes):
+        x0, y0, x1, y1 = _box(s.polygon, w, h)
         if x1 <= x0 or y1 <= y0:
             continue
-        mask = rasterize(s.polygon, x0, y0, x1 - x0, y1 - y0)
-        view = img[y0:y1, x0:x1]
+        mine = owner[y0:y1, x0:x1]
         if s.label is None:
-            np.multiply(view, s.shade, out=view, where=mask[..., None])
+            cover = Image.new("L", (x1 - x0, y1 - y0), 0)
+            _draw(cover, s.polygon - [x0, y0], 1)
+            mask = np.asarray(cover, dtype=bool) & (mine <= i)
+            np.multiply(img[y0:y1, x0:x1], s.shade, out=img[y0:y1, x0:x1], where=mask[..., None])
         else:
-            np.copyto(view, frame.haze(s.paint(x0, y0, x1, y1), s.depth), where=mask[..., None])
+            mask = mine == i + 1
+            rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+            if not len(rows):
+                continue  # hidden
+            # paint only the box around the visible part
+            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            patch = frame.haze(s.paint(x0 + c0, y0 + r0, x0 + c1, y0 + r1), s.depth)
+            np.copyto(img[y0 + r0:y0 + r1, x0 + c0:x0 + c1], patch, where=mask[r0:r1, c0:c1, None])
     return img
+
+
+@functools.lru_cache(maxsize=4)
+def _radius2(h, w):
+    """Squared distance from the image centre, 1 at the middle of each border."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
 
 
 def camera_effects(rng, img):
     """Exposure, white balance, vignetting, blur and sensor noise; returns uint8 RGB."""
     h, w = img.shape[:2]
     img = img * rng.uniform(0.55, 1.25) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
-    img *= (1 - rng.uniform(0, 0.25) * r2 / 2)[..., None]
+    img *= (1 - rng.uniform(0, 0.25) * _radius2(h, w) / 2)[..., None]
     if rng.random() < 0.3:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.2))
-    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(1, 7)
+    noise = rng.standard_normal((h, w), dtype=np.float32)
+    noise = np.stack([noise, np.roll(noise, 1, 0), np.roll(noise, 1, 1)], axis=-1)  # per channel
+    img += noise * rng.uniform(1, 7)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
