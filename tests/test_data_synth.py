@@ -172,3 +172,16 @@ def test_cli_synth(tmp_path):
     assert json.load(open(os.path.join(out, synth.MARKER)))["seed"] == 3
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "--force" in res.stderr
+
+
+def test_demo_config_reads_generated_data_cleanly(dataset):
+    """configs/demo/lpsnet_s_synth.yml trains on `lpsnet data synth` output as it is."""
+    from paddleseg_lpsnet.datasets.check import check_config_data
+    from paddleseg_lpsnet.utils.config import load_config
+    root, _ = dataset
+    cfg = load_config(os.path.join(ROOT, "configs", "demo", "lpsnet_s_synth.yml"),
+                      opts=[f"train_dataset.dataset_root={root}", f"val_dataset.dataset_root={root}"])
+    report = check_config_data(cfg)
+    assert report.ok, [str(p) for p in report.problems]
+    assert [len(s.samples) for s in report.splits] == [NUM_TRAIN, NUM_VAL]
+    assert cfg.dic["model"]["backbone"]["type"] == "LPSNetBackbone_S" and cfg.dic["model"]["num_classes"] == 19

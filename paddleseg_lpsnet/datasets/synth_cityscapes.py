@@ -72,7 +72,7 @@ class Camera:
         X, Y, Z = np.asarray(X, float), np.asarray(Y, float), np.asarray(Z, float)
         x = self.cx + self.f * (X + self.curve * Z * Z - self.x) / Z
         y = self.horizon + self.f * (self.mount - Y) / Z
-        return np.stack([x + 0 * y, y + 0 * x], axis=-1)
+        return np.stack(np.broadcast_arrays(x, y), axis=-1)
 
     def scale(self, Z):
         """Pixels per metre at depth Z."""
@@ -91,10 +91,15 @@ def _depths(z0, z1):
     return 1.0 / (1.0 / z0 + (1.0 / z1 - 1.0 / z0) * _STEPS)
 
 
+def _band(cam, edge0, edge1, z0, z1):
+    """Polygon between two lines running from depth z0 to z1, each given as (X, Y)."""
+    zs = _depths(z0, z1)
+    return _ints(np.concatenate([cam.project(*edge0, zs), cam.project(*edge1, zs[::-1])]))
+
+
 def ground_strip(cam, x0, x1, z0, z1):
     """Polygon of the ground between X=x0 and X=x1 from depth z0 to z1."""
-    zs = _depths(z0, z1)
-    return _ints(np.concatenate([cam.project(x0, 0, zs), cam.project(x1, 0, zs[::-1])]))
+    return _band(cam, (x0, 0), (x1, 0), z0, z1)
 
 
 def ground_quads(cam, x0, x1, z0, z1):
@@ -107,8 +112,7 @@ def ground_quads(cam, x0, x1, z0, z1):
 
 def facade(cam, x, z0, z1, height):
     """Polygon of a vertical wall along the street at X=x, depths z0..z1, 0..height m."""
-    zs = _depths(z0, z1)
-    return _ints(np.concatenate([cam.project(x, 0, zs), cam.project(x, height, zs[::-1])]))
+    return _band(cam, (x, 0), (x, height), z0, z1)
 
 
 def billboard(cam, x, z, outline):
@@ -341,6 +345,7 @@ def building_shadows(frame, cam, street):
 
 
 def tree(frame, cam, x, z):
+    """A trunk and a ragged round crown, both `vegetation` as in Cityscapes."""
     rng = frame.rng
     trunk_h, r = rng.uniform(1.8, 3.5), rng.uniform(1.2, 3.5)
     trunk_w = rng.uniform(0.2, 0.45)
@@ -352,12 +357,10 @@ def tree(frame, cam, x, z):
 
 
 def hedge(frame, cam, street, side, z0, z1):
-    x = street.facade_x(side) - side * 0.5
-    h = frame.rng.uniform(0.6, 1.4)
+    """A low hedge along the facades."""
+    x, height = street.facade_x(side) - side * 0.5, frame.rng.uniform(0.6, 1.4)
     leaves = frame.texture(frame.color((55, 100, 40), 20), smooth=6, mid=22, grain=10)
-    zs = _depths(z0, z1)
-    poly = np.concatenate([cam.project(x, 0, zs), cam.project(x, h, zs[::-1])])
-    return Shape("vegetation", _ints(poly), leaves, depth=z0)
+    return Shape("vegetation", facade(cam, x, z0, z1, height), leaves, depth=z0)
 
 
 SIGN_FACES = [((200, 30, 30), (240, 240, 240)), ((30, 70, 170), (235, 235, 235)),

@@ -1,13 +1,10 @@
-"""lpsnet data <action>: generate, prepare and check datasets.
+"""lpsnet data <action>: dataset preparation, one module per action.
 
-Each action is a module of this package with `add_arguments(parser)` and
-`run(args) -> int`, like the other subcommands, and one line in ACTIONS. Action
-modules keep heavy imports inside run(): all of them are imported to build the
-parser.
+Each action module provides `add_arguments(parser)` and `run(args) -> int`.
 """
 import importlib
 
-# action -> (module, one-line help), in the order `lpsnet data -h` lists them.
+# action -> (module, one-line help)
 ACTIONS = {
     "synth": ("paddleseg_lpsnet.tools.data.synth",
               "generate street scenes in the Cityscapes layout (demos, smoke tests)"),
@@ -19,13 +16,11 @@ ACTIONS = {
 
 
 def add_arguments(parser):
-    actions = parser.add_subparsers(dest="action", metavar="<action>", required=True)
+    sub = parser.add_subparsers(dest="action", metavar="<action>", required=True)
     for name, (module_name, help_) in ACTIONS.items():
-        module = importlib.import_module(module_name)
-        sub = actions.add_parser(name, help=help_, description=help_)
-        module.add_arguments(sub)
-        sub.set_defaults(_action_run=module.run)
+        action_parser = sub.add_parser(name, help=help_, description=help_)
+        importlib.import_module(module_name).add_arguments(action_parser)
 
 
 def run(args):
-    return args._action_run(args)
+    return importlib.import_module(ACTIONS[args.action][0]).run(args)
