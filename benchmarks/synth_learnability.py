@@ -20,6 +20,8 @@ in the val labels only.
 
 Generates the data first (with --num_train/--num_val/--size/--seed) if --data does
 not exist. Wall times depend on the machine and its load: report iterations.
+`--init dirac` starts the shape-preserving 3x3 convs as identities, an experiment
+on how fast a deep plain net like LPS-Net trains from scratch.
 """
 import argparse
 import glob

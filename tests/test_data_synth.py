@@ -160,6 +160,22 @@ def test_refuses_to_overwrite_foreign_or_existing_output(tmp_path):
         synth.generate_dataset(out, 1, 1, SIZE)
     synth.generate_dataset(out, 1, 1, SIZE, force=True)  # no stale samples left behind
     assert len(glob.glob(os.path.join(out, "leftImg8bit", "train", "*", "*.png"))) == 1
+    assert json.load(open(os.path.join(out, synth.MARKER)))["complete"] is True
+
+
+def test_an_interrupted_generation_can_be_replaced(tmp_path, monkeypatch):
+    out = str(tmp_path / "gen")
+
+    def fail(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synth, "generate_sample", fail)
+    with pytest.raises(KeyboardInterrupt):
+        synth.generate_dataset(out, 2, 1, SIZE)
+    assert json.load(open(os.path.join(out, synth.MARKER)))["complete"] is False
+    monkeypatch.undo()
+    synth.generate_dataset(out, 2, 1, SIZE, force=True)
+    assert json.load(open(os.path.join(out, synth.MARKER)))["complete"] is True
 
 
 def test_cli_synth(tmp_path):

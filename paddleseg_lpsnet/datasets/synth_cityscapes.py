@@ -647,6 +647,8 @@ def _prepare_out(root, force):
 
     Never deletes a folder that this generator did not write (no marker file).
     """
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise DataError(f"--out {root} exists and is not a folder.")
     if os.path.isdir(root) and os.listdir(root):
         marker = os.path.join(root, MARKER)
         if not os.path.isfile(marker):
@@ -686,8 +688,9 @@ def generate_dataset(root, num_train=300, num_val=60, size=(256, 512), seed=0, f
         progress (callable, optional): Called with (done, total) after each image.
 
     Returns:
-        dict: the parameters, the file lists and per-split class statistics
-        (also written to root/synth_cityscapes.json).
+        dict: the parameters, the file lists and per-split class statistics, as
+        written to root/synth_cityscapes.json (written first with "complete": false,
+        so an interrupted run is recognisable and --force can replace it).
     """
     height, width = (int(v) for v in size)
     if height < 32 or width < 32:
@@ -697,7 +700,10 @@ def generate_dataset(root, num_train=300, num_val=60, size=(256, 512), seed=0, f
     _prepare_out(root, force)
     from cityscapesscripts.helpers.labels import trainId2label
     meta = {"format": FORMAT_VERSION, "seed": int(seed), "size": [height, width],
-            "num_train": int(num_train), "num_val": int(num_val), "classes": {}}
+            "num_train": int(num_train), "num_val": int(num_val), "complete": False}
+    marker = os.path.join(root, MARKER)
+    atomic_write_text(json.dumps(meta, indent=2) + "\n", marker)  # claims the folder first
+    meta["classes"] = {}
     jobs = [(split, i) for split, count in (("train", num_train), ("val", num_val)) for i in range(count)]
     hists = []
     for split, i in jobs:
@@ -711,5 +717,6 @@ def generate_dataset(root, num_train=300, num_val=60, size=(256, 512), seed=0, f
                                   for c in range(19)}
     lists = write_file_lists(root, ("train", "val"))
     meta["file_lists"] = {split: os.path.basename(path) for split, (path, _) in lists.items()}
-    atomic_write_text(json.dumps(meta, indent=2) + "\n", os.path.join(root, MARKER))
+    meta["complete"] = True
+    atomic_write_text(json.dumps(meta, indent=2) + "\n", marker)
     return meta
