@@ -24,7 +24,7 @@ COMMANDS = {
               "run an exported model on images with Paddle Inference or onnxruntime"),
     "scale": ("paddleseg_lpsnet.tools.scale",
               "grow a tiny LPS-Net by the paper's progressive scaling on this device and data"),
-    "data": ("paddleseg_lpsnet.tools.data", "generate, prepare and check datasets; class weights"),
+    "data": ("paddleseg_lpsnet.tools.data", "generate, prepare and check datasets; class weights (synth, prepare-cityscapes, check, ...)"),
     "pretrain": ("paddleseg_lpsnet.tools.pretrain",
                  "ImageNet pretraining of a backbone from a PaddleClas config"),
 }

@@ -6,6 +6,12 @@ import importlib
 
 # action -> (module, one-line help)
 ACTIONS = {
+    "synth": ("paddleseg_lpsnet.tools.data.synth",
+              "generate street scenes in the Cityscapes layout (demos, smoke tests)"),
+    "prepare-cityscapes": ("paddleseg_lpsnet.tools.data.prepare_cityscapes",
+                           "build labelTrainIds and file lists for a Cityscapes download"),
+    "check": ("paddleseg_lpsnet.tools.data.check",
+              "scan a config's train/val data and report every problem"),
     "synth-imagenet": ("paddleseg_lpsnet.tools.data.synth_imagenet",
                        "write a small generated ImageNet-style set (PaddleClas file lists)"),
     "class-weights": ("paddleseg_lpsnet.tools.data.class_weights",
