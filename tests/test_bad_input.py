@@ -58,19 +58,23 @@ def _train_error(capsys, config, tmp_path, *extra):
 def test_missing_dataset_root(tmp_path, root, capsys):
     config = _config(tmp_path, root, **{"train_dataset.dataset_root": str(tmp_path / "nowhere")})
     err = _train_error(capsys, config, tmp_path)
-    assert f"train_dataset.dataset_root in {config}: directory {tmp_path / 'nowhere'} does not exist" in err
+    # `lpsnet train` runs the cheap part of `lpsnet data check` first
+    assert f"train_dataset: [missing-root] {tmp_path / 'nowhere'}: dataset_root does not exist" in err
+    assert f"lpsnet data check --config {config}" in err
 
 
 def test_missing_file_list(tmp_path, root, capsys):
     config = _config(tmp_path, root, **{"train_dataset.train_path": str(tmp_path / "missing.txt")})
     err = _train_error(capsys, config, tmp_path)
-    assert f"train_dataset.train_path in {config}: file list {tmp_path / 'missing.txt'} does not exist" in err
+    assert (f"train_dataset: [missing-list] {tmp_path / 'missing.txt'}: file list "
+            "(train_dataset.train_path) does not exist") in err
 
 
 def test_listed_file_missing(tmp_path, root, capsys):
     os.remove(os.path.join(root, "labels", "train_2.png"))
     err = _train_error(capsys, _config(tmp_path, root), tmp_path)
-    assert f"listed file {os.path.join(root, 'labels', 'train_2.png')} does not exist" in err
+    assert (f"[missing-file] {os.path.join(root, 'labels', 'train_2.png')}: label does not exist "
+            f"(listed at {os.path.join(root, 'train.txt')}:3)") in err
 
 
 def test_empty_cityscapes_root(tmp_path, capsys):
@@ -83,7 +87,7 @@ def test_empty_cityscapes_root(tmp_path, capsys):
     cfg.pop("val_dataset")
     cfg["model"]["num_classes"] = 19
     err = _train_error(capsys, td.write_config(tmp_path / "c.yml", cfg), tmp_path)
-    assert "has no samples" in err and "leftImg8bit/<mode>/<city>/*_leftImg8bit.png" in err
+    assert f"[empty] {root}/{{leftImg8bit,gtFine}}/train: train_dataset (Cityscapes) has no samples" in err
 
 
 def test_unreadable_image(tmp_path, root, capsys):

@@ -555,6 +555,7 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
     """
     from paddleseg.cvlibs import SegBuilder
 
+    from paddleseg_lpsnet.datasets.check import require_valid_data
     from paddleseg_lpsnet.core.builder import (build_model_checked, build_train_dataset, build_val_dataset,
                                                load_checked_config, set_device)
     from paddleseg_lpsnet.core.distill import build_distill_term
@@ -563,6 +564,8 @@ def train(config, save_dir="output", iters=None, batch_size=None, learning_rate=
         set_seed(seed)
         cfg = load_checked_config(config, opts=opts, learning_rate=learning_rate,
                                   batch_size=batch_size, iters=iters)
+        # the cheap part of `lpsnet data check` (paths, lists): fail before any work
+        require_valid_data(cfg, config, splits=("train", "val") if do_eval else ("train",))
         train_dataset = build_train_dataset(cfg, config, seed=seed)
         val_dataset = build_val_dataset(cfg, config) if do_eval else None
         builder = SegBuilder(cfg)

@@ -99,10 +99,11 @@ class DataReport:
         """DataError with a one-line digest of the problems, if any."""
         if self.ok:
             return
-        first = "; ".join(str(p) for p in self.problems[:shown])
+        listed = "; ".join(str(p).rstrip(".") for p in self.problems[:shown])
         more = f"; and {len(self.problems) - shown} more" if len(self.problems) > shown else ""
-        raise DataError(f"{self.summary()} {first}{more}. Run `lpsnet data check --config "
-                        f"{config_path}` for the full list.")
+        head = "" if len(self.problems) == 1 else f"{len(self.problems)} data problems: "
+        raise DataError(f"{head}{listed}{more} (config {config_path}). `lpsnet data check --config "
+                        f"{config_path}` lists every problem.")
 
 
 # --------------------------------------------------------------------------- resolving
