@@ -20,11 +20,10 @@ in the val labels only.
 
 Generates the data first (with --num_train/--num_val/--size/--seed) if --data does
 not exist. Wall times depend on the machine and its load: report iterations.
-`--init dirac` starts the shape-preserving 3x3 convs as identities, an experiment
-on how fast a deep plain net like LPS-Net trains from scratch.
+The demo config starts LPS-Net's shape-preserving convs as identities
+(`identity_init`); `--opts model.backbone.identity_init=False` measures without.
 """
 import argparse
-import glob
 import os
 import sys
 import time
@@ -32,8 +31,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from paddleseg_lpsnet.datasets.baselines import confusion, miou_pair, trivial_baselines  # noqa: E402
 
-SKY, ROAD, IGNORE = 10, 0, 255
+IGNORE = 255
 
 
 def parse_args():
@@ -50,67 +50,14 @@ def parse_args():
     p.add_argument("--learning_rate", type=float, default=None, help="default: the config's")
     p.add_argument("--time_budget", type=float, default=None, help="stop training after S seconds")
     p.add_argument("--eval_every", type=int, default=100)
-    p.add_argument("--init", choices=["default", "dirac"], default="default",
-                   help="dirac: start every stride-1 3x3 conv with as many inputs as outputs "
-                        "as the identity (plus N(0, 0.01) noise): an experiment on training "
-                        "deep plain nets from scratch, not what the model does by itself")
     p.add_argument("--opts", nargs="+", default=None)
     return p.parse_args()
 
 
-def confusion(pred, label, n=19):
-    keep = label != IGNORE
-    return np.bincount(n * label[keep].astype(np.int64) + pred[keep], minlength=n * n).reshape(n, n)
-
-
-def ious(conf):
+def class_ious(conf):
     inter = np.diag(conf).astype(np.float64)
     union = conf.sum(0) + conf.sum(1) - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-
-
-def miou_pair(conf):
-    """(mIoU over 19 classes as PaddleSeg reports it, mIoU over classes in the labels)."""
-    iou = ious(conf)
-    present = conf.sum(1) > 0
-    return float(iou.mean()), float(iou[present].mean())
-
-
-def read_labels(data, split):
-    from PIL import Image
-    paths = sorted(glob.glob(os.path.join(data, "gtFine", split, "*", "*_gtFine_labelTrainIds.png")))
-    return np.stack([np.asarray(Image.open(p)) for p in paths])
-
-
-def baselines(data):
-    """Confusion matrices of the trivial predictors on the val labels."""
-    train, val = read_labels(data, "train"), read_labels(data, "val")
-    if train.shape[1:] != val.shape[1:]:
-        raise SystemExit("train and val images differ in size; the position baselines need one size")
-    counts = np.stack([(train == c).sum(0) for c in range(19)])      # [19, H, W]
-    constant = np.full(val.shape[1:], int(counts.sum((1, 2)).argmax()))
-    sky_road = np.where(counts[SKY] > counts[ROAD], SKY, ROAD)
-    prior = counts.argmax(0)
-    out = {}
-    for name, pred in (("constant", constant), ("sky/road", sky_road), ("position prior", prior)):
-        out[name] = sum(confusion(pred.ravel(), v.ravel()) for v in val)
-    return out
-
-
-def dirac_init(model, rng):
-    """Identity-initialise the shape-preserving 3x3 convs; returns how many."""
-    import paddle.nn as nn
-    count = 0
-    for layer in model.sublayers():
-        if (isinstance(layer, nn.Conv2D) and list(layer._stride) == [1, 1]
-                and list(layer._kernel_size) == [3, 3] and layer._in_channels == layer._out_channels
-                and layer._groups == 1):
-            w = rng.normal(0, 0.01, layer.weight.shape).astype("float32")
-            idx = np.arange(layer._out_channels)
-            w[idx, idx, 1, 1] += 1.0
-            layer.weight.set_value(w)
-            count += 1
-    return count
 
 
 def evaluate(model, dataset):
@@ -122,7 +69,7 @@ def evaluate(model, dataset):
             sample = dataset[i]
             img = paddle.to_tensor(sample["img"][None])
             pred = model(img)[0].argmax(1).numpy()[0]
-            conf += confusion(pred.ravel(), np.asarray(sample["label"]).reshape(-1))
+            conf += confusion(pred, sample["label"], 19, IGNORE)
     model.train()
     return conf
 
@@ -148,12 +95,10 @@ def main():
                       batch_size=args.batch_size, learning_rate=args.learning_rate)
     builder = SegBuilder(cfg)
     model, optimizer = builder.model, builder.optimizer
-    if args.init == "dirac":
-        print(f"dirac init: {dirac_init(model, np.random.RandomState(args.train_seed))} convs")
     train_ds, val_ds = builder.train_dataset, builder.val_dataset
     loader = paddle.io.DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True,
                                   drop_last=True, num_workers=0)
-    base = {k: miou_pair(c) for k, c in baselines(args.data).items()}
+    base = trivial_baselines(args.data, ignore_index=IGNORE)
 
     print(f"{args.config}: batch {cfg.batch_size}, {cfg.iters} iters, "
           f"{len(train_ds)} train / {len(val_ds)} val images")
@@ -176,7 +121,7 @@ def main():
             done = it >= cfg.iters or (args.time_budget is not None and train_time > args.time_budget)
             if it % args.eval_every == 0 or done:
                 conf = evaluate(model, val_ds)
-                rows.append((it, train_time, np.mean(losses[-20:]), *miou_pair(conf), ious(conf)))
+                rows.append((it, train_time, np.mean(losses[-20:]), *miou_pair(conf), class_ious(conf)))
                 print(f"iter {it}: loss {rows[-1][2]:.4f}  val mIoU {rows[-1][3]:.4f}  "
                       f"(present {rows[-1][4]:.4f})  [train {train_time:.0f}s, cpu {cpu_time:.0f}s]  IoU "
                       + " ".join(f"{v:.2f}" for v in rows[-1][5]), flush=True)

@@ -12,6 +12,8 @@ import warnings
 
 # name -> (module, one-line help). Keep in the order `lpsnet --help` shows them.
 COMMANDS = {
+    "demo": ("paddleseg_lpsnet.tools.demo",
+             "the whole flow on generated street scenes: data, train LPS-Net-S, val, export, infer"),
     "convert": ("paddleseg_lpsnet.tools.convert",
                 "convert a PaddleSeg / authors' / ImageNet checkpoint into a config's model"),
     "train": ("paddleseg_lpsnet.tools.train", "train a config's model (PaddleSeg's train.py flags)"),

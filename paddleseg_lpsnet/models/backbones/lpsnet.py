@@ -13,7 +13,11 @@ Deviations from PaddleSeg's port (same function, checked in tests/test_lpsnet_up
 - BN is plain BatchNorm2D; the trainer converts it to SyncBatchNorm when asked, and
   `to_deploy` folds it into the convs;
 - given `class_num`, the backbone is an ImageNet classifier (global pooling of every
-  path, concatenation, FC) for the pretraining stage in `pretrain_imagenet/`.
+  path, concatenation, FC) for the pretraining stage in `pretrain_imagenet/`;
+- `identity_init=True` (off by default) starts every shape-preserving 3x3 conv as the
+  identity plus small noise (as DiracNets do), which lets the deep plain paths train
+  from scratch in short schedules (the demo uses it; benchmarks/synth_learnability.py
+  measures the effect).
 """
 import paddle
 import paddle.nn as nn
@@ -110,10 +114,13 @@ class LPSNetBackbone(nn.Layer):
             classes (global pooling + FC). Default: None (segmentation backbone).
         pretrained (str, optional): A classification or segmentation checkpoint whose
             backbone tensors must all load (see utils.checkpoint). Default: None.
+        identity_init (bool, optional): Start every stride-1 3x3 conv with as many inputs
+            as outputs as the identity plus N(0, 0.01) noise, for training from scratch.
+            Default: False (Paddle's default initialisation, as PaddleSeg).
     """
 
     def __init__(self, depths, channels, scale_ratios, in_channels=3, interaction_begin=2,
-                 class_num=None, pretrained=None):
+                 class_num=None, pretrained=None, identity_init=False):
         super().__init__()
         self.depths, self.channels, self.scale_ratios = lpsnet_arch(depths, channels, scale_ratios)
         self.in_channels = in_channels
@@ -127,8 +134,26 @@ class LPSNetBackbone(nn.Layer):
         if class_num is not None:
             self.pool = nn.AdaptiveAvgPool2D(1)
             self.fc = nn.Linear(sum(self.feat_channels), class_num)
+        if identity_init:
+            self.init_identity()
         if pretrained is not None:
             load_backbone_pretrained(self, pretrained)
+
+    def init_identity(self, noise_std=0.01):
+        """Set every shape-preserving conv (stride 1, C_in == C_out) to identity + noise; returns how many."""
+        count = 0
+        for path in self.paths:
+            for stage in path.stages:
+                for block in stage:
+                    conv = block.conv
+                    if conv._stride == [1, 1] and conv._in_channels == conv._out_channels:
+                        c, k = conv._out_channels, conv._kernel_size[0]
+                        weight = paddle.normal(0.0, noise_std, conv.weight.shape)
+                        dirac = paddle.zeros(conv.weight.shape)
+                        dirac[paddle.arange(c), paddle.arange(c), k // 2, k // 2] = 1.0
+                        conv.weight.set_value(weight + dirac)
+                        count += 1
+        return count
 
     @property
     def num_paths(self):
