@@ -72,6 +72,9 @@ def test_candidate_config_keeps_the_recipe(base_config):
     cfg = candidate_config(dic, TINY_ARCH, 4)
     assert cfg["model"]["backbone"]["scale_ratios"] == [0.5]
     assert {k: v for k, v in cfg.items() if k != "model"} == {k: v for k, v in dic.items() if k != "model"}
+    dic["model"]["backbone"].update(identity_init=True, in_channels=4)
+    backbone = candidate_config(dic, TINY_ARCH, 4)["model"]["backbone"]
+    assert backbone["identity_init"] is True and backbone["in_channels"] == 4
 
 
 @pytest.mark.slow

@@ -69,12 +69,22 @@ def base_num_classes(dic, path):
     return int(n)
 
 
+# Backbone options of the base config that candidates keep (the architecture is the search's).
+_KEPT_BACKBONE_KEYS = ("in_channels", "interaction_begin", "identity_init")
+
+
 def candidate_config(base_dic, arch, num_classes):
-    """The base config (data, recipe) with the model replaced by `arch` as LPSNetSeg."""
+    """The base config (data, recipe) with the model replaced by `arch` as LPSNetSeg.
+
+    Options of the base config's backbone that LPSNetBackbone takes besides the
+    architecture (in_channels, interaction_begin, identity_init) are kept.
+    """
     dic = copy.deepcopy(_plain(base_dic))
-    in_channels = ((dic.get("model") or {}).get("backbone") or {}).get("in_channels", 3)
+    base_backbone = (dic.get("model") or {}).get("backbone") or {}
+    kept = {k: base_backbone[k] for k in _KEPT_BACKBONE_KEYS if k in base_backbone}
+    kept.setdefault("in_channels", 3)
     dic["model"] = {"type": "LPSNetSeg", "num_classes": num_classes,
-                    "backbone": {"type": "LPSNetBackbone", "in_channels": in_channels,
+                    "backbone": {"type": "LPSNetBackbone", **kept,
                                  **_plain(arch.backbone_kwargs()), "pretrained": None}}
     return dic
 
