@@ -22,6 +22,8 @@ COMMANDS = {
                "export a config's model for deployment (Paddle inference model or ONNX + deploy.yaml)"),
     "infer": ("paddleseg_lpsnet.tools.infer",
               "run an exported model on images with Paddle Inference or onnxruntime"),
+    "bench": ("paddleseg_lpsnet.tools.bench",
+              "deployment speed of ours and upstream's models against the machine's fp32 peak"),
 }
 
 
