@@ -12,12 +12,13 @@ from paddleseg_lpsnet.deploy.config import (DEFAULT_OPSET, DEPLOY_FILE, FORMATS,
                                             build_transforms)
 from paddleseg_lpsnet.deploy.export import ExportHead, export_model, paddle_to_onnx
 from paddleseg_lpsnet.deploy.predictor import (BACKENDS, OnnxRuntimePredictor, PaddleInferencePredictor,
-                                               Predictor, create_predictor, default_backend)
+                                               Predictor, create_default_predictor, create_predictor,
+                                               default_backend)
 from paddleseg_lpsnet.deploy.segmenter import DeployedSegmenter, preprocess, restore_size
 
 __all__ = [
     "DEPLOY_FILE", "OUTPUT_OPS", "FORMATS", "DeployConfig", "build_transforms", "DEFAULT_OPSET", "ExportHead",
     "export_model", "paddle_to_onnx", "BACKENDS", "Predictor", "PaddleInferencePredictor",
-    "OnnxRuntimePredictor", "create_predictor", "default_backend", "DeployedSegmenter",
+    "OnnxRuntimePredictor", "create_predictor", "create_default_predictor", "default_backend", "DeployedSegmenter",
     "preprocess", "restore_size",
 ]
