@@ -144,3 +144,12 @@ def test_cli_quick_run(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("lpsnet bench: error: Unknown model(s) ['lpsnet_x']")
+
+
+def test_cpu_clock_needs_one_thread_and_times_the_gemm_the_same_way():
+    with pytest.raises(ConfigError, match="cpu_threads 1"):
+        run_suite(models=["tiny"], clock="cpu", cpu_threads=2, suite=TINY_SUITE)
+    result = run_suite(models=["tiny"], sizes=["32x64"], backends=["onnxruntime"], repeats=2, warmup=1,
+                       cpu_threads=1, gemm_n=128, gemm_repeats=2, clock="cpu", suite=TINY_SUITE, log=lambda *_: None)
+    assert result["config"]["clock"] == "cpu" and all(p["clock"] == "cpu" for p in result["gemm_peaks"])
+    assert "CPU time of the calling thread" in to_markdown(result)

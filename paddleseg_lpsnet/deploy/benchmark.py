@@ -79,11 +79,11 @@ def _random_batch(input_shape, seed):
 
 
 def measure_export_latency(model_dir, backend=None, input_shape=None, cpu_threads=None, warmup=3, repeats=10,
-                           device="cpu", predictor_options=None, seed=0):
+                           device="cpu", predictor_options=None, seed=0, clock=time.perf_counter):
     """Latency of an export directory (the --save_dir of `lpsnet export`) on `backend`.
 
     `input_shape` defaults to the export's fixed shape (an export with dynamic
-    dimensions needs it). Returns a LatencyStats.
+    dimensions needs it). `clock` as in `time_predictor`. Returns a LatencyStats.
     """
     from paddleseg_lpsnet.deploy.config import DeployConfig
     from paddleseg_lpsnet.deploy.predictor import create_predictor, default_backend
@@ -97,13 +97,13 @@ def measure_export_latency(model_dir, backend=None, input_shape=None, cpu_thread
         backend, _ = default_backend(config, device)
     predictor = create_predictor(config, backend=backend, device=device, cpu_threads=cpu_threads,
                                  **(predictor_options or {}))
-    runs = time_predictor(predictor, _random_batch(shape, seed), warmup, repeats)
+    runs = time_predictor(predictor, _random_batch(shape, seed), warmup, repeats, clock)
     return LatencyStats(backend, shape, runs, predictor.describe())
 
 
 def measure_latency(model, input_shape, backend="onnxruntime", cpu_threads=None, warmup=3, repeats=10,
                     output_op="argmax", device="cpu", workdir=None, predictor_options=None, seed=0,
-                    export_options=None):
+                    export_options=None, clock=time.perf_counter):
     """Latency of `model` exported at a fixed `input_shape` and run on `backend`.
 
     Args:
@@ -117,6 +117,10 @@ def measure_latency(model, input_shape, backend="onnxruntime", cpu_threads=None,
         predictor_options (dict, optional): Extra options of the predictor class.
         export_options (dict, optional): Extra arguments of `export_model` (e.g.
             sparse_argmax=False).
+        clock (callable, optional): Seconds counter of each run: time.perf_counter
+            (wall clock, the default) or time.thread_time (CPU time of the calling
+            thread: with cpu_threads=1 both backends compute in that thread, so a
+            busy machine inflates it far less than the wall clock).
     Returns a LatencyStats.
     """
     from paddleseg_lpsnet.deploy.export import export_model
@@ -131,7 +135,7 @@ def measure_latency(model, input_shape, backend="onnxruntime", cpu_threads=None,
                               **(export_options or {}))
         predictor = create_predictor(config, backend=backend, device=device, cpu_threads=cpu_threads,
                                      **(predictor_options or {}))
-        runs = time_predictor(predictor, _random_batch(input_shape, seed), warmup, repeats)
+        runs = time_predictor(predictor, _random_batch(input_shape, seed), warmup, repeats, clock)
         return LatencyStats(backend, list(input_shape), runs, predictor.describe())
 
     if workdir is not None:
@@ -152,22 +156,28 @@ a = rng.standard_normal((n, n)).astype(np.float32)
 b = rng.standard_normal((n, n)).astype(np.float32)
 c = np.empty((n, n), np.float32)
 np.matmul(a, b, out=c)
-runs = []
+wall, cpu = [], []
 for _ in range(repeats):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     np.matmul(a, b, out=c)
-    runs.append(time.perf_counter() - start)
-print(json.dumps(runs))
+    wall.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
+print(json.dumps({"wall": wall, "cpu": cpu}))
 """
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
 class GemmPeak:
-    """fp32 GEMM rate of this machine: best and median over repeated n x n x n products."""
+    """fp32 GEMM rate of this machine: best and median over repeated n x n x n products.
+
+    `runs_s` are wall-clock seconds, or process CPU seconds when `clock` is "cpu"
+    (meaningful with 1 thread, as the CPU-time latencies it is compared with).
+    """
     threads: int
     n: int
     runs_s: List[float] = field(default_factory=list)
+    clock: str = "wall"
 
     @property
     def gflops_runs(self):
@@ -188,10 +198,15 @@ class GemmPeak:
         return d
 
 
-def measure_gemm_peak(threads=None, n=4096, repeats=5, timeout=600):
-    """fp32 GFLOP/s of numpy's `float32 [n, n] @ [n, n]` on `threads` BLAS threads (default: all usable cores)."""
+def measure_gemm_peak(threads=None, n=4096, repeats=5, timeout=600, clock="wall"):
+    """fp32 GFLOP/s of numpy's `float32 [n, n] @ [n, n]` on `threads` BLAS threads (default: all usable cores).
+
+    `clock` "wall" times each product by the wall clock, "cpu" by the process's CPU time.
+    """
     from paddleseg_lpsnet.deploy.predictor import default_cpu_threads
     threads = int(threads or default_cpu_threads())
+    if clock not in ("wall", "cpu"):
+        raise ConfigError(f"clock must be wall or cpu, got {clock!r}.")
     if n < 64 or repeats < 1 or threads < 1:
         raise ConfigError(f"GEMM peak needs n >= 64, repeats >= 1, threads >= 1; got n={n}, "
                           f"repeats={repeats}, threads={threads}.")
@@ -200,7 +215,8 @@ def measure_gemm_peak(threads=None, n=4096, repeats=5, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise LPSNetError(f"The GEMM peak measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
-    return GemmPeak(threads, n, json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    return GemmPeak(threads, n, runs[clock], clock)
 
 
 def flop_floor_ms(macs, peak_gflops):

@@ -12,16 +12,20 @@ LPS-Net (the ratio the issue's targets are stated in).
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 from paddleseg_lpsnet.deploy.benchmark import (flop_floor_ms, machine_info, measure_gemm_peak, measure_latency)
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
 
-__all__ = ["SuiteModel", "SUITE_MODELS", "CPU_BACKENDS", "DEFAULT_SIZES", "parse_size", "available_models",
+__all__ = ["SuiteModel", "SUITE_MODELS", "CPU_BACKENDS", "CLOCKS", "DEFAULT_SIZES", "parse_size", "available_models",
            "build_component", "run_suite", "to_markdown", "ours_vs_upstream"]
 
 NUM_CLASSES = 19
 CPU_BACKENDS = ("paddle", "onnxruntime")
+# How each run is timed: the wall clock, or the CPU time of the calling thread
+# (1 thread only: both backends then compute in that thread, and a machine shared
+# with other jobs inflates it far less than the wall clock).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 DEFAULT_SIZES = ("512x1024", "1024x2048")
 BACKEND_NAMES = {"paddle": "Paddle Inference", "onnxruntime": "ONNX Runtime"}
 
@@ -134,6 +138,7 @@ class _Context:
     cpu_threads: Optional[int]
     device: str
     export_options: dict
+    clock: str
     log: Callable = print
     rows: List[dict] = field(default_factory=list)
 
@@ -153,7 +158,8 @@ def _model_rows(model_spec, model, ctx):
             try:
                 stats = measure_latency(model, shape, backend=backend, cpu_threads=ctx.cpu_threads,
                                         warmup=ctx.warmup, repeats=ctx.repeats, device=ctx.device,
-                                        export_options=ctx.export_options if model_spec.ours else None)
+                                        export_options=ctx.export_options if model_spec.ours else None,
+                                        clock=CLOCKS[ctx.clock])
                 row["latency"] = stats.as_dict()
             except (LPSNetError, RuntimeError, ValueError, NotImplementedError) as exc:
                 row["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
@@ -164,7 +170,8 @@ def _model_rows(model_spec, model, ctx):
 
 
 def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=10, warmup=3, cpu_threads=None,
-              device="cpu", gemm_n=4096, gemm_repeats=5, export_options=None, suite=SUITE_MODELS, log=print):
+              device="cpu", gemm_n=4096, gemm_repeats=5, export_options=None, clock="wall", suite=SUITE_MODELS,
+              log=print):
     """Measure the suite; returns {"machine", "gemm_peaks", "peak_gflops", "rows", "config"}.
 
     Args:
@@ -178,6 +185,9 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
             before and after the models; the better one is the peak).
         export_options (dict, optional): export_model arguments for our models (e.g.
             sparse_argmax=False to time the dense argmax).
+        clock (str): "wall" (latency), or "cpu": CPU time of the calling thread, with
+            cpu_threads 1 only, for comparisons on a machine shared with other jobs;
+            the GEMM peak is then timed by CPU time too.
         suite (list[SuiteModel]): The models to choose from.
         log (callable): Progress lines.
     """
@@ -196,18 +206,23 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
     if repeats < 1 or warmup < 0:
         raise ConfigError(f"repeats must be >= 1 and warmup >= 0; got {repeats}, {warmup}.")
     threads = int(cpu_threads or default_cpu_threads())
+    if clock not in CLOCKS:
+        raise ConfigError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}.")
+    if clock == "cpu" and (threads != 1 or device != "cpu"):
+        raise ConfigError(f"The cpu clock times the calling thread: it needs --cpu_threads 1 on CPU "
+                          f"(got {threads} threads on {device}).")
     ctx = _Context([parse_size(s) for s in sizes], list(backends), repeats, warmup, threads, device,
-                   dict(export_options or {}), log)
+                   dict(export_options or {}), clock, log)
     peaks = []
     if device == "cpu":
         log(f"fp32 GEMM peak ({gemm_n}^3, {threads} threads)...")
-        peaks.append(measure_gemm_peak(threads, gemm_n, gemm_repeats))
+        peaks.append(measure_gemm_peak(threads, gemm_n, gemm_repeats, clock=clock))
     for key in keys:
         spec = available[key]
         log(f"{spec.name}:")
         _model_rows(spec, build_component(spec.spec), ctx)
     if device == "cpu":
-        peaks.append(measure_gemm_peak(threads, gemm_n, gemm_repeats))
+        peaks.append(measure_gemm_peak(threads, gemm_n, gemm_repeats, clock=clock))
         log("GEMM peak before / after: " + " / ".join(f"{p.peak_gflops:.1f}" for p in peaks) + " GFLOP/s")
     peak = max(p.peak_gflops for p in peaks) if peaks else None
     for row in ctx.rows:
@@ -217,7 +232,7 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
     return {"machine": machine_info(threads), "gemm_peaks": [p.as_dict() for p in peaks], "peak_gflops": peak,
             "config": {"models": keys, "sizes": list(sizes), "backends": list(backends), "repeats": repeats,
                        "warmup": warmup, "device": device, "batch": 1, "precision": "fp32",
-                       "export_options": ctx.export_options},
+                       "export_options": ctx.export_options, "clock": clock},
             "rows": ctx.rows}
 
 
@@ -264,8 +279,10 @@ def _machine_lines(result):
                  f"paddle2onnx {m['paddle2onnx']}, Python {m['python']}; {m['date']}"
                  + (f"; load average {load[0]:.2f} at the end" if load else "") + ".")
     c = result["config"]
-    lines.append(f"- Batch 1, fp32, {c['warmup']} warm-up runs then {c['repeats']} timed runs; latency = median, "
-                 "spread = 10th-90th percentile; FLOP floor = 2 x MACs (convolutions) / peak.")
+    timed = ("CPU time of the calling thread (1 thread), not wall-clock latency"
+             if c.get("clock") == "cpu" else "wall clock")
+    lines.append(f"- Batch 1, fp32, {c['warmup']} warm-up runs then {c['repeats']} timed runs, {timed}; "
+                 "latency = median, spread = 10th-90th percentile; FLOP floor = 2 x MACs (convolutions) / peak.")
     return lines
 
 
