@@ -27,7 +27,7 @@ import numpy as np
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
 
 __all__ = ["LatencyStats", "time_predictor", "measure_latency", "measure_export_latency", "GemmPeak",
-           "measure_gemm_peak", "flop_floor_ms", "machine_info", "gpu_name"]
+           "measure_gemm_peak", "flop_floor_ms", "machine_info", "gpu_name", "cpu_flags"]
 
 
 @dataclass
@@ -237,7 +237,7 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
-def _cpu_flags():
+def cpu_flags():
     """The SIMD features that decide fp32 and int8 speed, as /proc/cpuinfo lists them."""
     wanted = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
     try:
@@ -263,7 +263,7 @@ def machine_info(cpu_threads=None):
     from paddleseg_lpsnet.deploy.predictor import default_cpu_threads
     info = {
         "cpu": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": cpu_flags(),
         "logical_cpus": os.cpu_count(),
         "usable_cores": default_cpu_threads(),
         "threads_used": int(cpu_threads or default_cpu_threads()),
