@@ -134,3 +134,23 @@ def test_softmax_and_none_exports_are_unchanged(tiny_model, tmp_path):
     export_model(tiny_model, str(tmp_path), output_op="none", format="onnx")
     ops = {node.op_type for node in onnx.load(str(tmp_path / "model.onnx")).graph.node}
     assert "NonZero" not in ops and "ArgMax" not in ops
+
+
+@pytest.mark.parametrize("name", ["LPSNetSeg", "FasterSegNet"])
+def test_models_with_lowres_logits_export_the_sparse_form_and_agree_with_dygraph(name, tmp_path):
+    from specs import SEG_MODELS
+
+    from paddleseg_lpsnet.deploy.export import has_lowres_logits
+    paddle.seed(5)
+    model = SEG_MODELS[name](5)
+    model.eval()
+    assert has_lowres_logits(model)
+    x = np.random.RandomState(0).standard_normal([1, 3, 96, 160]).astype("float32")
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(x))[0].argmax(1).numpy()
+        lowres = model.forward_lowres(paddle.to_tensor(x))
+    assert lowres.shape[2] < 96  # logits below the input size: the sparse form has work to save
+    config = export_model(model, str(tmp_path), format="onnx")
+    assert "NonZero" in {n.op_type for n in onnx.load(config.model_file).graph.node}
+    labels = create_predictor(config, cpu_threads=1).run(x)
+    assert len(np.unique(expected)) > 1 and (labels == expected).mean() >= 0.9999
