@@ -18,7 +18,7 @@ Variants (name: what changes, against `sparse` = our default export on onnxrunti
   sparse            ours, sparse argmax, onnxruntime (the default export)
   sparse_extended   sparse, onnxruntime graph optimisation "extended" (no NCHWc layout)
   sparse_basic      sparse, onnxruntime graph optimisation "basic"
-  logits            ours, output_op none: the network alone, no upsampling or argmax
+  network           ours without the final upsampling and argmax: logits at 1/16 (the network alone)
 """
 import argparse
 import json
@@ -42,8 +42,23 @@ VARIANTS = {  # name: (ours?, backend, export options, predictor options)
     "sparse": (True, "onnxruntime", {}, {}),
     "sparse_extended": (True, "onnxruntime", {}, {"optimization_level": "extended"}),
     "sparse_basic": (True, "onnxruntime", {}, {"optimization_level": "basic"}),
-    "logits": (True, "onnxruntime", {"output_op": "none"}, {}),
+    "network": (True, "onnxruntime", {"output_op": "none", "lowres": True}, {}),
 }
+
+
+def lowres_network(model):
+    """The model up to its low-resolution logits (what `forward_lowres` returns), as a model to export."""
+    import paddle.nn as nn
+
+    class LowRes(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.net, self.num_classes = model, model.num_classes
+
+        def forward(self, x):
+            return [self.net.forward_lowres(x)]
+
+    return LowRes()
 
 
 def build_models(variant):
@@ -60,9 +75,12 @@ def load_variants(names, ours, upstream, shape, threads, workdir, log):
         is_ours, backend, export_options, predictor_options = VARIANTS[name]
         options = dict(export_options)
         output_op = options.pop("output_op", "argmax")
+        model = ours if is_ours else upstream
+        if options.pop("lowres", False):
+            model = lowres_network(ours)
         folder = os.path.join(workdir, name)
         start = time.perf_counter()
-        config = export_model(ours if is_ours else upstream, folder, output_op=output_op, input_shape=shape,
+        config = export_model(model, folder, output_op=output_op, input_shape=shape,
                               format="onnx" if backend == "onnxruntime" else "paddle", **options)
         predictors[name] = create_predictor(config, backend=backend, cpu_threads=threads, **predictor_options)
         log(f"  {name}: exported and loaded in {time.perf_counter() - start:.0f} s")

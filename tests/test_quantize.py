@@ -11,7 +11,8 @@ from onnx import numpy_helper
 from tiny_dataset import generic_config, write_config, write_generic
 
 from paddleseg_lpsnet.deploy import DeployConfig, DeployedSegmenter, export_model
-from paddleseg_lpsnet.deploy.quantize import calibration_batches, cpu_has_vnni, quantizable_convs, quantize_export
+from paddleseg_lpsnet.deploy.quantize import (calibration_batches, cpu_has_vnni, output_convs, quantizable_convs,
+                                              quantize_export)
 from paddleseg_lpsnet.errors import ConfigError, DataError
 from paddleseg_lpsnet.utils.image import list_images, read_image
 
@@ -65,7 +66,7 @@ def test_int8_export_files_and_deploy_yaml(exports):
     assert config.precision == "int8" and config.num_classes == 4
 
 
-def test_int8_graph_quantizes_the_convolutions_but_not_the_image_convs_or_the_head(exports):
+def test_int8_graph_quantizes_the_convolutions_but_not_the_image_convs_classifier_or_head(exports):
     _, int8, _ = exports
     model = onnx.load(os.path.join(int8, "model.onnx"))
     consumers = {}
@@ -77,9 +78,10 @@ def test_int8_graph_quantizes_the_convolutions_but_not_the_image_convs_or_the_he
     quantized = [c for c in convs if producers.get(c.input[0]) is not None
                  and producers[c.input[0]].op_type == "DequantizeLinear"]
     inits = {t.name: t for t in model.graph.initializer}
-    image_convs = [c for c in convs if c not in quantized]
-    assert len(image_convs) == 2  # one per path, reading the (resized) image: fp32
-    assert len(quantized) == len(convs) - 2 and quantized
+    fp32_convs = [c for c in convs if c not in quantized]
+    in_channels = sorted(int(numpy_helper.to_array(inits[c.input[1]]).shape[1]) for c in fp32_convs)
+    assert in_channels == [3, 3, 64]  # the image convs of both paths, and the classifier (2 x 32 channels)
+    assert len(quantized) == len(convs) - 3 and quantized
     assert not any(producers.get(n.input[0]) is not None and producers[n.input[0]].op_type == "DequantizeLinear"
                    for n in model.graph.node if n.op_type in ("MatMul", "ArgMax"))
     weights = [numpy_helper.to_array(inits[producers[c.input[1]].input[0]]) for c in quantized]
@@ -126,11 +128,13 @@ def test_calibration_checks_the_fixed_input_shape(trained, tmp_path):
     assert len(batches) == 3 and batches[0].shape == (1, 3, 64, 128) and batches[0].dtype == np.float32
 
 
-def test_quantizable_convs_skip_the_image_convs(exports):
+def test_quantizable_convs_skip_the_image_convs_and_the_classifier(exports):
     fp32, _, _ = exports
     model = onnx.load(os.path.join(fp32, "model.onnx"))
     for i, node in enumerate(model.graph.node):
         node.name = node.name or f"n{i}"
-    names = quantizable_convs(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert len(names) == len(convs) - 2
+    (classifier,) = output_convs(model)
+    assert classifier == convs[-1].name
+    assert len(quantizable_convs(model)) == len(convs) - 3
+    assert len(quantizable_convs(model, keep_output_convs=False)) == len(convs) - 2

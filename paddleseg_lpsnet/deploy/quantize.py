@@ -12,8 +12,9 @@ fp32 ONNX export. The choices, measured in benchmarks/NOTES.md:
   kernels multiply-add pairs into int16 (vpmaddubsw), which 8-bit weights can
   saturate; with AVX512-VNNI / AVX-VNNI full 8-bit weights are safe and used;
 - only convolutions are quantized, and not those reading the image (at most 4
-  input channels: slower in int8 than in fp32, and they see the raw pixels);
-  everything after the classifier -- the upsampling and argmax -- stays fp32;
+  input channels: slower in int8 than in fp32, and they see the raw pixels) nor
+  the classifier computing the logits (int8 logits move the argmax wherever two
+  classes are close); the upsampling and argmax after it stay fp32 too;
 - MinMax calibration by default (percentile and entropy on request).
 """
 import os
@@ -26,7 +27,8 @@ from paddleseg_lpsnet.deploy.config import DEPLOY_FILE, DeployConfig
 from paddleseg_lpsnet.errors import ConfigError, DataError, LPSNetError
 from paddleseg_lpsnet.utils.io import atomic_write_text
 
-__all__ = ["CALIB_METHODS", "calibration_batches", "quantize_export", "quantizable_convs", "cpu_has_vnni"]
+__all__ = ["CALIB_METHODS", "calibration_batches", "quantize_export", "quantizable_convs", "output_convs",
+           "cpu_has_vnni"]
 
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 IMAGE_CONV_MAX_CHANNELS = 4
@@ -72,13 +74,39 @@ def _calibration_inputs(config, images, num_images):
         yield chw[None]
 
 
-def quantizable_convs(model):
-    """Names of the Conv nodes of an ONNX ModelProto to quantize: all but those reading the image."""
+def output_convs(model):
+    """Names of the Conv nodes nearest to the graph outputs: those computing the logits.
+
+    Walks back from the outputs through every non-Conv node and stops at Convs.
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    found, seen = [], set()
+    stack = [o.name for o in model.graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type == "Conv":
+            found.append(node.name)
+        else:
+            stack.extend(node.input)
+    return found
+
+
+def quantizable_convs(model, keep_output_convs=True):
+    """Names of the Conv nodes of an ONNX ModelProto to quantize.
+
+    All but those reading the image (<= 4 input channels) and, with
+    `keep_output_convs`, those computing the logits (`output_convs`): int8 logits
+    move the argmax wherever two classes are close.
+    """
     inits = {t.name: t for t in model.graph.initializer}
     consts = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    keep = set(output_convs(model)) if keep_output_convs else set()
     names = []
     for node in model.graph.node:
-        if node.op_type != "Conv":
+        if node.op_type != "Conv" or node.name in keep:
             continue
         weight = inits.get(node.input[1]) or consts.get(node.input[1])
         if weight is not None and weight.dims[1] <= IMAGE_CONV_MAX_CHANNELS:
@@ -135,7 +163,7 @@ def _name_nodes(model):
 
 
 def quantize_export(fp32_dir, save_dir, calib_dir, num_images=32, method="minmax", reduce_range=None,
-                    per_channel=True):
+                    per_channel=True, keep_output_convs=True):
     """Write an int8 export of the fp32 export in `fp32_dir` to `save_dir`; returns its DeployConfig.
 
     Args:
@@ -147,6 +175,8 @@ def quantize_export(fp32_dir, save_dir, calib_dir, num_images=32, method="minmax
         reduce_range (bool, optional): 7-bit weights. Default: None, i.e. on CPUs
             without VNNI (see the module docstring).
         per_channel (bool, optional): One weight scale per output channel. Default: True.
+        keep_output_convs (bool, optional): Keep the convolutions computing the logits
+            in fp32 (see `quantizable_convs`). Default: True.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -161,7 +191,7 @@ def quantize_export(fp32_dir, save_dir, calib_dir, num_images=32, method="minmax
     model = _onnx_model(config)
     _constants_to_initializers(model)
     _name_nodes(model)
-    convs = quantizable_convs(model)
+    convs = quantizable_convs(model, keep_output_convs)
     if not convs:
         raise LPSNetError(f"{fp32_dir} has no convolution to quantize.")
     if reduce_range is None:
