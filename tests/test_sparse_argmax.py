@@ -65,6 +65,15 @@ def test_source_rows_follow_paddles_bilinear_coordinates():
     np.testing.assert_allclose(t.numpy(), [0, 0.25, 0.75, 0.25, 0.75, 1], atol=1e-6)
 
 
+def test_a_third_class_winning_between_two_rows():
+    """Rows argmax 0 and 1, but class 2 wins in the middle: the rare path blends every output row."""
+    column = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.9]], np.float32)  # [C, h]: rows 0 and 1
+    logit = paddle.to_tensor(np.repeat(column[None, :, :, None], 3, axis=3))  # [1, 3, 2, 3]
+    labels = sparse_upsampled_argmax(logit, [21, 5])
+    assert_same_labels(labels, logit, [21, 5], True)
+    assert labels.numpy()[0, :, 0].tolist() == [0] * 3 + [2] * 15 + [1] * 3
+
+
 def test_constant_logits_have_no_boundary_work():
     logit = paddle.zeros([1, 4, 6, 6]) + paddle.to_tensor([0.0, 0.0, 1.0, 0.0]).reshape([1, 4, 1, 1])
     labels = sparse_upsampled_argmax(logit, [50, 70])

@@ -4,28 +4,31 @@ A segmentation model's last step at deployment is `argmax(upsample(logits))`: th
 logits ([N, C, h, w], 1/16 of the image for LPS-Net) are resized bilinearly to the
 image and the class of the largest one is taken per pixel. Done literally, that
 writes and reads N*C*H*W floats (19 x 1024 x 2048 = 160 MB for Cityscapes), which on
-a CPU costs as much as a quarter of LPS-Net-M's convolutions (benchmarks/NOTES.md).
+a CPU costs a quarter of LPS-Net-M's convolutions (benchmarks/NOTES.md).
 
 `sparse_upsampled_argmax` computes the same labels with far less work. Bilinear
 resizing is separable: resize along W first (cheap: h rows only), then each output
 row y is the blend (1 - t) * P + t * Q of two adjacent resized rows P = row i0(y),
-Q = row i0(y) + 1. If argmax(P) == argmax(Q) == k at a column, then every blend of
-P and Q has argmax k too (a convex combination keeps the largest entry largest; with
-the first-index rule for ties, too). So:
+Q = row i0(y) + 1 (t in [0, 1]). Per (row pair, column):
 
-1. labels of the h low-resolution rows (argmax over C of the W-resized logits);
-2. every output pixel takes the label of its row i0(y): exact wherever the two rows
-   it blends agree;
-3. only the (row pair, column) places where they disagree -- class boundaries,
-   typically ~10% of them -- are blended for all the output rows of that pair
-   (one batched [R, 2] x [2, C] matmul per place) and their labels written over.
+1. if argmax(P) == argmax(Q) == a, every blend has argmax a (a convex combination
+   keeps the largest entry largest; with the first-index rule for ties, too): the
+   output rows of the pair copy a -- most places, inside regions;
+2. otherwise, with a = argmax(P) and b = argmax(Q), the blend's argmax is a up to
+   the t* where a's and b's lines cross and b after it, unless a third class beats
+   both at t* (the gap between any class's line and the upper envelope of a's and
+   b's is concave on [0, 1] and <= 0 at both ends, so its maximum is at t*). So one
+   evaluation at t* per boundary place decides all of its output rows;
+3. the rare places where a third class wins somewhere are blended in full for every
+   output row (one batched [R, 2] x [2, C] matmul) and written over.
 
-The result equals `argmax(resize(logits))` up to float rounding (the blend is
-computed as (1 - t) * P + t * Q, as Paddle's bilinear kernel does; the test suite
-checks agreement with the dense form). The work grows with the number of class
-boundaries, not with C * H * W. Every op is a plain Paddle op that paddle2onnx
-converts (Resize, ArgMax, Gather, NonZero, GatherND, MatMul, ScatterND), so the
-Paddle and ONNX exports both carry it, with static or dynamic input sizes.
+The full-resolution work is a few gathers and elementwise ops on int32 / float32
+[N, H, W] maps instead of C-channel float maps. The result equals
+`argmax(resize(logits))` up to float rounding at rows within rounding of a crossing
+(the test suite checks agreement with the dense form). Every op is a plain Paddle
+op that paddle2onnx converts (Resize, ArgMax, Gather, GatherElements, NonZero,
+GatherND, ScatterND, MatMul, Where), so the Paddle and ONNX exports both carry it,
+with static or dynamic input sizes.
 """
 import paddle
 import paddle.nn.functional as F
@@ -96,6 +99,44 @@ def _pair_rows(i0, num_pairs):
     return first, count
 
 
+def _crossings(top, bottom, up, down):
+    """Where the blend of two rows switches class, for places whose rows disagree.
+
+    `top`, `bottom` [K, C] are the two rows' logits, `up`, `down` [K] their argmax.
+    Along t in [0, 1], (1 - t) * top + t * bottom is `up` before
+    t* = (top[up] - top[down]) / ((top[up] - top[down]) + (bottom[down] - bottom[up]))
+    and `down` after it -- unless a third class beats both at t* (the gap to the
+    upper envelope of `up` and `down` is concave and <= 0 at t = 0 and 1, so its
+    maximum is at t*). Returns (t* float32 [K], whether only `up` and `down` win [K]).
+    """
+    up, down = up.astype("int64").unsqueeze(1), down.astype("int64").unsqueeze(1)
+    gap_top = (paddle.take_along_axis(top, up, axis=1) - paddle.take_along_axis(top, down, axis=1)).squeeze(1)
+    gap_bottom = (paddle.take_along_axis(bottom, down, axis=1)
+                  - paddle.take_along_axis(bottom, up, axis=1)).squeeze(1)  # both >= 0
+    crossing = paddle.clip(gap_top / paddle.clip(gap_top + gap_bottom, min=1e-30), 0, 1)  # [K]
+    at_crossing = top * (1 - crossing.unsqueeze(1)) + bottom * crossing.unsqueeze(1)  # [K, C]
+    pair_best = paddle.maximum(paddle.take_along_axis(at_crossing, up, axis=1),
+                               paddle.take_along_axis(at_crossing, down, axis=1)).squeeze(1)
+    return crossing, paddle.max(at_crossing, axis=1) <= pair_best
+
+
+def _blend_every_row(labels, top, bottom, n, pair, x, first, count, t, out_h, out_w):
+    """Write into labels [N, H, W] the argmax of every output row of the given places, blended in full."""
+    one = _as_int64(1)
+    # Every place is blended for R rows (the most any pair has); a pair with fewer
+    # repeats its last row, which writes the same label twice.
+    most = paddle.max(paddle.concat([count, paddle.ones([1], "int64")])).reshape([])
+    step = paddle.arange(most, dtype="int64").unsqueeze(0)  # [1, R]
+    rows = paddle.gather(first, pair).unsqueeze(1) + paddle.minimum(step, paddle.gather(count, pair).unsqueeze(1) - one)
+    weight = paddle.gather(t, rows.flatten()).reshape(paddle.shape(rows))  # [K, R]
+    blend = paddle.matmul(paddle.stack([1 - weight, weight], axis=-1),  # [K, R, 2]
+                          paddle.stack([top, bottom], axis=1))  # [K, 2, C] -> [K, R, C]
+    width = _as_int64(out_w)
+    flat = (n.unsqueeze(1) * (_as_int64(out_h) * width) + rows * width + x.unsqueeze(1)).flatten()  # [K*R]
+    merged = paddle.scatter(labels.flatten(), flat, argmax_int32(blend, axis=2).flatten(), overwrite=True)
+    return merged.reshape(paddle.shape(labels))
+
+
 def sparse_upsampled_argmax(logit, size, align_corners=True):
     """int32 [N, H, W] class ids of `logit` [N, C, h, w] bilinearly resized to `size` (H, W).
 
@@ -108,28 +149,34 @@ def sparse_upsampled_argmax(logit, size, align_corners=True):
     wide = F.interpolate(logit, size=[in_h, out_w], mode="bilinear", align_corners=align_corners)  # [N, C, h, W]
     wide = wide.transpose([0, 2, 3, 1])  # [N, h, W, C]
     row_labels = argmax_int32(wide, axis=3)  # [N, h, W]
+    rows_in = paddle.shape(row_labels)[1]
     i0, t = source_rows(out_h, in_h, align_corners)  # [H]
-    labels = paddle.gather(row_labels, i0, axis=1)  # [N, H, W]: exact where rows i0, i0+1 agree
+    one = _as_int64(1)
+    first, count = _pair_rows(i0, rows_in - 1)  # [h-1]
 
-    first, count = _pair_rows(i0, paddle.shape(row_labels)[1] - 1)  # [h-1]
     # Places where the two rows of a pair disagree, in pairs that output rows use
     # (when shrinking, some pairs are skipped).
     differs = (row_labels[:, :-1] != row_labels[:, 1:]) & (count > 0).reshape([1, -1, 1])  # [N, h-1, W]
     places = paddle.nonzero(differs)  # [K, 3]: (n, pair, x)
     n, pair, x = places[:, 0], places[:, 1], places[:, 2]
-    top = paddle.gather_nd(wide, places)  # [K, C], row `pair`
-    one = _as_int64(1)
-    bottom = paddle.gather_nd(wide, paddle.stack([n, pair + one, x], axis=-1))  # [K, C], row `pair`+1
-    # Every place is blended for R rows (the most any pair has); a pair with fewer
-    # repeats its last row, which writes the same label twice.
-    most = paddle.max(paddle.concat([count, paddle.ones([1], "int64")])).reshape([])
-    step = paddle.arange(most, dtype="int64").unsqueeze(0)  # [1, R]
-    rows = paddle.gather(first, pair).unsqueeze(1) + paddle.minimum(step, paddle.gather(count, pair).unsqueeze(1) - one)
-    weight = paddle.gather(t, rows.flatten()).reshape(paddle.shape(rows))  # [K, R]
-    blend = paddle.matmul(paddle.stack([1 - weight, weight], axis=-1),  # [K, R, 2]
-                          paddle.stack([top, bottom], axis=1))  # [K, 2, C] -> [K, R, C]
-    boundary = argmax_int32(blend, axis=2)  # [K, R]
+    below = paddle.stack([n, pair + one, x], axis=-1)
+    top, bottom = paddle.gather_nd(wide, places), paddle.gather_nd(wide, below)  # [K, C]
+    crossing, two_class = _crossings(top, bottom, paddle.gather_nd(row_labels, places),
+                                     paddle.gather_nd(row_labels, below))
+
+    # Each output pixel takes its top row's label before the crossing and its bottom
+    # row's after it; rows that agree (and the extra last row) never cross (t* = 2).
+    never = paddle.full([1], 2.0, dtype="float32")
     width = _as_int64(out_w)
-    flat = (n.unsqueeze(1) * (_as_int64(out_h) * width) + rows * width + x.unsqueeze(1)).flatten()  # [K*R]
-    merged = paddle.scatter(labels.flatten(), flat, boundary.flatten(), overwrite=True)
-    return merged.reshape(paddle.shape(labels))
+    cells = (n * (_as_int64(rows_in) * width) + pair * width + x)  # [K] in [N, h, W]
+    switch = paddle.scatter(paddle.full(paddle.shape(row_labels), 2.0, dtype="float32").flatten(), cells,
+                            paddle.where(two_class, crossing, never), overwrite=True)
+    switch = paddle.gather(switch.reshape(paddle.shape(row_labels)), i0, axis=1)  # [N, H, W]
+    step_down = paddle.concat([row_labels[:, 1:], row_labels[:, -1:]], axis=1) - row_labels  # [N, h, W]
+    after = (t.reshape([1, -1, 1]) > switch).astype("int32")
+    labels = paddle.gather(row_labels, i0, axis=1) + after * paddle.gather(step_down, i0, axis=1)  # [N, H, W]
+
+    # Places where a third class wins between the rows (rare): every output row in full.
+    rare = paddle.nonzero(paddle.logical_not(two_class)).flatten()
+    return _blend_every_row(labels, paddle.gather(top, rare), paddle.gather(bottom, rare), paddle.gather(n, rare),
+                            paddle.gather(pair, rare), paddle.gather(x, rare), first, count, t, out_h, out_w)
