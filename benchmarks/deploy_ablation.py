@@ -28,9 +28,7 @@ import tempfile
 import time
 
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import ROOT, add_timing_arguments, timing_from_args
 
 VARIANTS = {  # name: (ours?, backend, export options, predictor options)
     "upstream_paddle": (False, "paddle", {}, {}),
@@ -87,19 +85,6 @@ def load_variants(names, ours, upstream, shape, threads, workdir, log):
     return predictors
 
 
-def time_round_robin(predictors, shape, rounds, repeats, warmup, clock, log):
-    from paddleseg_lpsnet.deploy.benchmark import time_predictor
-    batch = np.random.RandomState(0).standard_normal(shape).astype("float32")
-    runs = {name: [] for name in predictors}
-    for name, predictor in predictors.items():
-        time_predictor(predictor, batch, warmup=warmup, repeats=1, clock=clock)
-    for r in range(rounds):
-        for name, predictor in predictors.items():
-            runs[name] += time_predictor(predictor, batch, warmup=0, repeats=repeats, clock=clock)
-        log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {np.median(v):.0f}" for n, v in runs.items()))
-    return runs
-
-
 def agreement(predictors, shape):
     """Label agreement of every argmax variant with `dense` (or the first ours variant), on one input."""
     batch = np.random.RandomState(1).standard_normal(shape).astype("float32")
@@ -116,23 +101,15 @@ def main(argv=None):
     parser.add_argument("--variant", choices=["S", "M", "L"], default="M", help="LPS-Net variant (default M)")
     parser.add_argument("--size", default="1024x2048", help="input HxW (default 1024x2048)")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="variants to run")
-    parser.add_argument("--rounds", type=int, default=3, help="round-robin rounds (default 3)")
-    parser.add_argument("--repeats", type=int, default=4, help="timed runs per variant per round (default 4)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per variant first (default 2)")
-    parser.add_argument("--cpu_threads", type=int, default=None, help="threads; default: all usable cores")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or CPU time of the calling thread (with --cpu_threads 1)")
+    add_timing_arguments(parser)
     parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "deploy_ablation"))
     args = parser.parse_args(argv)
+    threads, clock = timing_from_args(parser, args)
 
-    from paddleseg_lpsnet.deploy.benchmark import flop_floor_ms, machine_info, measure_gemm_peak
-    from paddleseg_lpsnet.deploy.predictor import default_cpu_threads
-    from paddleseg_lpsnet.deploy.suite import CLOCKS, parse_size
+    from paddleseg_lpsnet.deploy.benchmark import flop_floor_ms, machine_info, measure_gemm_peak, time_round_robin
+    from paddleseg_lpsnet.deploy.suite import parse_size
     from paddleseg_lpsnet.utils.flops import count_macs
 
-    threads = args.cpu_threads or default_cpu_threads()
-    if args.clock == "cpu" and threads != 1:
-        parser.error("--clock cpu needs --cpu_threads 1")
     h, w = parse_size(args.size)
     shape = [1, 3, h, w]
     ours, upstream = build_models(args.variant)
@@ -142,7 +119,8 @@ def main(argv=None):
           f"GEMM peak {peak.peak_gflops:.1f} GFLOP/s -> FLOP floor {flop_floor_ms(macs, peak.peak_gflops):.1f} ms")
     with tempfile.TemporaryDirectory(prefix="lpsnet-ablation-") as workdir:
         predictors = load_variants(args.only, ours, upstream, shape, threads, workdir, print)
-        runs = time_round_robin(predictors, shape, args.rounds, args.repeats, args.warmup, CLOCKS[args.clock], print)
+        batch = np.random.RandomState(0).standard_normal(shape).astype("float32")
+        runs = time_round_robin(predictors, batch, args.rounds, args.repeats, args.warmup, clock, print)
         agree = agreement(predictors, shape)
     peak_after = measure_gemm_peak(threads, peak.n, 5, clock=args.clock)
     best_peak = max(peak.peak_gflops, peak_after.peak_gflops)

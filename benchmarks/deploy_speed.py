@@ -15,10 +15,9 @@ import argparse
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import ROOT
 
-from paddleseg_lpsnet.tools import bench  # noqa: E402
+from paddleseg_lpsnet.tools import bench
 
 
 def main(argv=None):

@@ -17,9 +17,7 @@ import tempfile
 
 import cv2
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import ROOT, add_timing_arguments, timing_from_args
 
 
 def val_pairs(cfg, limit):
@@ -46,19 +44,13 @@ def miou(matrix):
     return float((tp[present] / union[present]).mean()), (tp / np.maximum(union, 1)).tolist()
 
 
-def latency(dirs, shape, threads, rounds, repeats, clock):
+def latency(dirs, shape, threads, args, clock):
     from paddleseg_lpsnet.deploy import DeployConfig, create_predictor
-    from paddleseg_lpsnet.deploy.benchmark import time_predictor
+    from paddleseg_lpsnet.deploy.benchmark import time_round_robin
     predictors = {name: create_predictor(DeployConfig.load(d), backend="onnxruntime", cpu_threads=threads)
                   for name, d in dirs.items()}
     batch = np.random.RandomState(0).standard_normal(shape).astype("float32")
-    runs = {name: [] for name in predictors}
-    for name, p in predictors.items():
-        time_predictor(p, batch, warmup=2, repeats=1, clock=clock)
-    for _ in range(rounds):
-        for name, p in predictors.items():
-            runs[name] += time_predictor(p, batch, warmup=0, repeats=repeats, clock=clock)
-    return runs
+    return time_round_robin(predictors, batch, args.rounds, args.repeats, args.warmup, clock)
 
 
 def main(argv=None):
@@ -70,26 +62,19 @@ def main(argv=None):
     parser.add_argument("--calib_method", default="minmax", choices=["minmax", "percentile", "entropy"])
     parser.add_argument("--val_num", type=int, default=None, help="val images used at most; default: all")
     parser.add_argument("--bench_size", default=None, help="HxW of the latency input; default: first val image")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=4)
-    parser.add_argument("--cpu_threads", type=int, default=None)
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or CPU time of the calling thread (with --cpu_threads 1)")
+    add_timing_arguments(parser)
     parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "int8_quality"))
     args = parser.parse_args(argv)
+    threads, clock = timing_from_args(parser, args)
 
     from paddleseg_lpsnet.deploy import DeployedSegmenter, export_model
     from paddleseg_lpsnet.deploy.benchmark import machine_info
     from paddleseg_lpsnet.deploy.config import config_num_classes, val_transforms_of
-    from paddleseg_lpsnet.deploy.predictor import default_cpu_threads
     from paddleseg_lpsnet.deploy.quantize import cpu_has_vnni, quantize_export
-    from paddleseg_lpsnet.deploy.suite import CLOCKS, parse_size
+    from paddleseg_lpsnet.deploy.suite import parse_size
     from paddleseg_lpsnet.utils.config import build_model_with_weights, load_config
     from paddleseg_lpsnet.utils.image import read_image
 
-    threads = args.cpu_threads or default_cpu_threads()
-    if args.clock == "cpu" and threads != 1:
-        parser.error("--clock cpu needs --cpu_threads 1")
     cfg = load_config(args.config)
     model, _ = build_model_with_weights(cfg, args.model_path)
     pairs, num_classes, ignore = val_pairs(cfg, args.val_num)
@@ -114,7 +99,7 @@ def main(argv=None):
             h, w = parse_size(args.bench_size)
         else:
             h, w = read_image(pairs[0][0]).shape[:2]
-        runs = latency(dirs, [1, 3, h, w], threads, args.rounds, args.repeats, CLOCKS[args.clock])
+        runs = latency(dirs, [1, 3, h, w], threads, args, clock)
     scores = {name: miou(m) for name, m in matrices.items()}
     med = {name: float(np.median(v)) for name, v in runs.items()}
     agreement = same / total

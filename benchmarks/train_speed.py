@@ -23,9 +23,7 @@ import time
 import cv2
 import numpy as np
 import yaml
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import ROOT
 
 
 def write_synthetic_cityscapes(root, num_images, height, width, seed=0):
@@ -122,9 +120,17 @@ def main(argv=None):
     parser.add_argument("--data", default=None, help="a Cityscapes layout; default: synthetic images")
     parser.add_argument("--image_size", default="1024x2048", help="HxW of the synthetic images")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="wall clock, or the process's CPU time (all threads): steadier on a shared machine")
+                        help="wall clock, or the process's CPU time: steadier on a shared machine (use with "
+                             "--cpu_threads 1, or spinning worker threads count too)")
+    parser.add_argument("--cpu_threads", type=int, default=None,
+                        help="math library threads (OMP/MKL/OpenBLAS, set before Paddle loads); default: theirs")
     parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "train_speed"))
     args = parser.parse_args(argv)
+    if args.cpu_threads:
+        if "paddle" in sys.modules:
+            parser.error("--cpu_threads must be set before Paddle is imported")
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(args.cpu_threads)
 
     from paddleseg_lpsnet.deploy.benchmark import machine_info
     from paddleseg_lpsnet.deploy.suite import parse_size
@@ -148,9 +154,10 @@ def main(argv=None):
                       f"(median step {1000 * np.median(steps):.0f} ms over {len(steps)} steps)")
     ours, upstream = float(np.median(results["ours"])), float(np.median(results["upstream"]))
     crop_hw = next(t["crop_size"] for t in dic["train_dataset"]["transforms"] if t["type"] == "RandomPaddingCrop")
-    info = machine_info()
+    info = machine_info(args.cpu_threads)
     lines = [f"`lpsnet train` throughput, {os.path.relpath(args.config, ROOT)}: batch {dic['batch_size']}, crop "
-             f"{crop_hw[1]}x{crop_hw[0]}, loss {dic['loss']['types'][0]['type']}; {args.clock} clock; {args.warmup} warm-up + "
+             f"{crop_hw[1]}x{crop_hw[0]}, loss {dic['loss']['types'][0]['type']}; {args.clock} clock; "
+             f"{args.warmup} warm-up + "
              f"{args.iters} timed iterations x {args.rounds} rounds; {info['cpu']}, {info['usable_cores']} cores, "
              f"Paddle {info['paddle']}, load average {os.getloadavg()[0]:.2f}", "",
              "| model | it/s (median of rounds) | rounds |", "|---|---:|---|",
@@ -163,7 +170,8 @@ def main(argv=None):
     print(table)
     os.makedirs(args.save_dir, exist_ok=True)
     with open(os.path.join(args.save_dir, "train_speed.json"), "w") as f:
-        json.dump({"config": args.config, "batch_size": dic["batch_size"], "crop_hw": crop_hw[::-1], "clock": args.clock,
+        json.dump({"config": args.config, "batch_size": dic["batch_size"], "crop_hw": crop_hw[::-1],
+                   "clock": args.clock, "cpu_threads": args.cpu_threads,
                    "iters_per_s": results, "ratio": ours / upstream, "machine": info}, f, indent=1)
     with open(os.path.join(args.save_dir, "train_speed.md"), "w") as f:
         f.write(table)

@@ -26,7 +26,7 @@ import numpy as np
 
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
 
-__all__ = ["LatencyStats", "time_predictor", "measure_latency", "measure_export_latency", "GemmPeak",
+__all__ = ["LatencyStats", "time_predictor", "time_round_robin", "measure_latency", "measure_export_latency", "GemmPeak",
            "measure_gemm_peak", "flop_floor_ms", "machine_info", "gpu_name", "cpu_flags"]
 
 
@@ -71,6 +71,23 @@ def time_predictor(predictor, batch, warmup=3, repeats=10, clock=time.perf_count
         start = clock()
         predictor.run(batch)
         runs.append((clock() - start) * 1000.0)
+    return runs
+
+
+def time_round_robin(predictors, batch, rounds=3, repeats=4, warmup=2, clock=time.perf_counter, log=None):
+    """{name: ms list} of predictors timed in turn: `rounds` rounds of `repeats` runs each.
+
+    Alternating keeps a change of machine load from favouring one predictor.
+    """
+    runs = {name: [] for name in predictors}
+    for predictor in predictors.values():
+        for _ in range(warmup):
+            predictor.run(batch)
+    for r in range(rounds):
+        for name, predictor in predictors.items():
+            runs[name] += time_predictor(predictor, batch, warmup=0, repeats=repeats, clock=clock)
+        if log is not None:
+            log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{n} {np.median(v):.0f} ms" for n, v in runs.items()))
     return runs
 
 

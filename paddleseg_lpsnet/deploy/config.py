@@ -13,7 +13,8 @@ import yaml
 
 from paddleseg_lpsnet.errors import ConfigError
 
-__all__ = ["DEPLOY_FILE", "OUTPUT_OPS", "FORMATS", "PRECISIONS", "DEFAULT_OPSET", "DeployConfig", "build_transforms", "model_format",
+__all__ = ["DEPLOY_FILE", "OUTPUT_OPS", "FORMATS", "PRECISIONS", "DEFAULT_OPSET", "DeployConfig", "build_transforms",
+           "model_format",
            "val_transforms_of", "config_num_classes"]
 
 DEPLOY_FILE = "deploy.yaml"

@@ -295,7 +295,8 @@ def to_markdown(result):
             shapes.append(row["input_shape"])
     for shape in shapes:
         lines += ["", f"### Input {_size_text(shape)}", "",
-                  "| model | backend | params (M) | GMACs | latency (ms) | spread (ms) | FPS | floor (ms) | % of floor |",
+                  "| model | backend | params (M) | GMACs | latency (ms) | spread (ms) | FPS | floor (ms) "
+                  "| % of floor |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in (r for r in result["rows"] if r["input_shape"] == shape):
             head = (f"| {r['model']} | {BACKEND_NAMES.get(r['backend'], r['backend'])} | {r['params'] / 1e6:.2f} "
