@@ -22,6 +22,25 @@ TINY_SUITE = [
 ]
 
 
+def test_time_round_robin_alternates_the_predictors():
+    from paddleseg_lpsnet.deploy.benchmark import time_round_robin
+    calls = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, batch):
+            calls.append(self.name)
+
+    ticks = iter(range(1000))
+    runs = time_round_robin({"a": Recorder("a"), "b": Recorder("b")}, None, rounds=2, repeats=2, warmup=1,
+                            clock=lambda: next(ticks) * 0.001)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert {k: len(v) for k, v in runs.items()} == {"a": 4, "b": 4}
+    assert runs["a"] == pytest.approx([1.0] * 4)
+
+
 def test_flop_floor():
     assert flop_floor_ms(1e9, 100.0) == pytest.approx(20.0)  # 2 GFLOP at 100 GFLOP/s
     assert flop_floor_ms(17.72e9, 182.0) == pytest.approx(194.7, abs=0.1)  # LPS-Net-M, the figure
