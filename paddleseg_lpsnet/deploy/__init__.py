@@ -5,6 +5,9 @@
 - `create_predictor(config, backend, device, cpu_threads)`: a backend predictor
   (`PaddleInferencePredictor`, `OnnxRuntimePredictor`) with one interface, `run(batch)`.
 - `DeployedSegmenter(model_dir, ...)`: images in, label maps out, with deploy.yaml's transforms.
+- `sparse_argmax`: the labels of upsampled logits without the full-size logits (used by export).
+- `quantize.quantize_export(fp32_dir, save_dir, calib_dir)`: int8 ONNX export (onnxruntime PTQ).
+- `benchmark`: latency of an exported model, the fp32 GEMM peak, the machine; `suite`: `lpsnet bench`.
 
 Nothing here is imported by `import paddleseg_lpsnet`.
 """
