@@ -143,6 +143,10 @@ def test_markdown_table(tiny_result):
 
 
 def test_suite_errors():
+    from paddleseg_lpsnet.deploy.benchmark import gpu_name
+    if gpu_name() is None:
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            run_suite(models=["tiny"], device="gpu", suite=TINY_SUITE)
     with pytest.raises(ConfigError, match="Unknown model"):
         run_suite(models=["nope"], suite=TINY_SUITE)
     with pytest.raises(ConfigError, match="Unknown backend"):

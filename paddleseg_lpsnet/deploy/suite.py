@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
-from paddleseg_lpsnet.deploy.benchmark import (flop_floor_ms, machine_info, measure_gemm_peak, measure_latency)
+from paddleseg_lpsnet.deploy.benchmark import flop_floor_ms, gpu_name, machine_info, measure_gemm_peak, measure_latency
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
 
 __all__ = ["SuiteModel", "SUITE_MODELS", "CPU_BACKENDS", "CLOCKS", "DEFAULT_SIZES", "parse_size", "available_models",
@@ -206,6 +206,8 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
     if repeats < 1 or warmup < 0:
         raise ConfigError(f"repeats must be >= 1 and warmup >= 0; got {repeats}, {warmup}.")
     threads = int(cpu_threads or default_cpu_threads())
+    if device == "gpu" and gpu_name() is None:
+        raise ConfigError("--device gpu: Paddle sees no CUDA GPU here (a CPU build of paddlepaddle, or no device).")
     if clock not in CLOCKS:
         raise ConfigError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}.")
     if clock == "cpu" and (threads != 1 or device != "cpu"):
