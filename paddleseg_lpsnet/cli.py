@@ -26,9 +26,12 @@ COMMANDS = {
               "run an exported model on images with Paddle Inference or onnxruntime"),
     "scale": ("paddleseg_lpsnet.tools.scale",
               "grow a tiny LPS-Net by the paper's progressive scaling on this device and data"),
-    "data": ("paddleseg_lpsnet.tools.data", "generate, prepare and check datasets; class weights (synth, prepare-cityscapes, check, ...)"),
+    "data": ("paddleseg_lpsnet.tools.data",
+             "datasets: synth, synth-imagenet, prepare-cityscapes, check, class-weights"),
     "pretrain": ("paddleseg_lpsnet.tools.pretrain",
                  "ImageNet pretraining of a backbone from a PaddleClas config"),
+    "bench": ("paddleseg_lpsnet.tools.bench",
+              "deployment speed of ours and upstream's models against the machine's fp32 peak"),
 }
 
 

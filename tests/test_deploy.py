@@ -18,7 +18,7 @@ from conftest import randomize_bn_stats
 from paddleseg_lpsnet.deploy import DeployConfig, DeployedSegmenter, export_model
 from paddleseg_lpsnet.deploy.config import build_transforms, val_transforms_of
 from paddleseg_lpsnet.deploy.predictor import (ONEDNN_PIR_WORKAROUND_PASSES, PaddleInferencePredictor,
-                                               create_predictor, default_backend)
+                                               create_default_predictor, create_predictor, default_backend)
 from paddleseg_lpsnet.deploy.segmenter import preprocess
 from paddleseg_lpsnet.errors import DataError, LPSNetError
 from paddleseg_lpsnet.utils.config import build_model, load_config
@@ -136,10 +136,12 @@ def test_cli_export_is_in_deploy_form(cli_export):
     assert "batch_norm" not in program
 
 
-def test_our_export_agrees_with_dygraph(cli_export, ours):
+@pytest.mark.parametrize("backend", [None, "paddle"])
+def test_our_export_agrees_with_dygraph(cli_export, ours, backend):
+    """On the default backend (onnxruntime on CPU, the Paddle model converted when loaded) and on Paddle Inference."""
     cfg, _, model = ours
-    segmenter = DeployedSegmenter(cli_export, cpu_threads=2)
-    assert segmenter.backend == "paddle"
+    segmenter = DeployedSegmenter(cli_export, backend=backend, cpu_threads=2)
+    assert segmenter.backend == (backend or "onnxruntime")
     names = list(IMAGES)
     labels = segmenter.predict([IMAGES[n] for n in names], names=names)
     for name, label in zip(names, labels):
@@ -171,6 +173,7 @@ def test_onnx_export_of_ours_agrees_and_names_model_onnx(ours, tmp_path):
     assert (loaded.model, loaded.params, loaded.format) == ("model.onnx", None, "onnx")
     assert sorted(os.listdir(tmp_path)) == ["deploy.yaml", "model.onnx"]
     assert default_backend(config) == ("onnxruntime", "the export is ONNX")
+    assert default_backend(config, "gpu") == ("onnxruntime", "the export is ONNX")
     with pytest.raises(LPSNetError, match="ONNX model"):
         create_predictor(loaded, backend="paddle")
     image = IMAGES["128x256"]
@@ -335,3 +338,25 @@ def test_gpu_on_a_cpu_build_is_a_clear_error(tiny, tmp_path):
     export_model(tiny[1], str(tmp_path))
     with pytest.raises(LPSNetError, match="no CUDA"):
         create_predictor(DeployConfig.load(str(tmp_path)), backend="paddle", device="gpu")
+
+
+def test_default_backend_on_cpu_is_onnxruntime_for_a_paddle_export(tiny, tmp_path):
+    """onnxruntime is the faster CPU engine (benchmarks/NOTES.md); GPU keeps Paddle Inference."""
+    config = export_model(tiny[1], str(tmp_path))
+    assert config.format == "paddle"
+    name, reason = default_backend(config, "cpu")
+    assert name == "onnxruntime" and "faster" in reason
+    assert default_backend(config, "gpu")[0] == "paddle"
+    predictor, reason = create_default_predictor(config, cpu_threads=1)
+    assert predictor.backend == "onnxruntime" and "faster" in reason
+
+
+def test_default_backend_falls_back_to_paddle_when_conversion_fails(tmp_path):
+    """A Paddle export paddle2onnx cannot convert (adaptive pooling, dynamic size) runs on Paddle Inference."""
+    config = export_model(_AdaptivePoolNet(), str(tmp_path))
+    predictor, reason = create_default_predictor(config, cpu_threads=1)
+    assert predictor.backend == "paddle" and "conversion failed" in reason
+    x = np.random.RandomState(0).standard_normal([1, 3, 32, 48]).astype("float32")
+    assert predictor.run(x).shape == (1, 32, 48)
+    segmenter = DeployedSegmenter(str(tmp_path), cpu_threads=1)
+    assert segmenter.backend == "paddle" and "conversion failed" in segmenter.backend_reason

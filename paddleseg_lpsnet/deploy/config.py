@@ -13,12 +13,14 @@ import yaml
 
 from paddleseg_lpsnet.errors import ConfigError
 
-__all__ = ["DEPLOY_FILE", "OUTPUT_OPS", "FORMATS", "DEFAULT_OPSET", "DeployConfig", "build_transforms", "model_format",
+__all__ = ["DEPLOY_FILE", "OUTPUT_OPS", "FORMATS", "PRECISIONS", "DEFAULT_OPSET", "DeployConfig", "build_transforms",
+           "model_format",
            "val_transforms_of", "config_num_classes"]
 
 DEPLOY_FILE = "deploy.yaml"
 OUTPUT_OPS = ("argmax", "softmax", "none")
 FORMATS = ("paddle", "onnx")
+PRECISIONS = ("fp32", "int8")
 # ONNX opset: 13 has per-channel QuantizeLinear (onnxruntime int8) and every op we emit.
 DEFAULT_OPSET = 13
 _FORMATS = {".json": "paddle", ".pdmodel": "paddle", ".onnx": "onnx"}
@@ -66,6 +68,8 @@ class DeployConfig:
             (float32 [N, C, H, W] probabilities or logits).
         input_shape (list[int]): [N, C, H, W]; -1 for a dynamic dimension.
         num_classes (int|None): Classes of the model, when known.
+        precision (str): fp32, or int8 for a quantized ONNX model (`lpsnet export
+            --quantize int8`); written to deploy.yaml only when int8.
     """
     model_dir: str
     model: str
@@ -74,6 +78,7 @@ class DeployConfig:
     output_op: str = "argmax"
     input_shape: list = field(default_factory=lambda: [-1, 3, -1, -1])
     num_classes: int = None
+    precision: str = "fp32"
 
     @property
     def output_dtype(self):
@@ -110,6 +115,8 @@ class DeployConfig:
                       output_dtype=self.output_dtype, input_shape=list(self.input_shape))
         if self.num_classes is not None:
             deploy["num_classes"] = int(self.num_classes)
+        if self.precision != "fp32":
+            deploy["precision"] = self.precision
         return {"Deploy": deploy}
 
     def to_yaml(self):
@@ -134,13 +141,16 @@ class DeployConfig:
         output_op = deploy.get("output_op", "argmax") or "none"
         if output_op not in OUTPUT_OPS:
             raise ConfigError(f"{path}: Deploy.output_op is {output_op!r}; expected one of {', '.join(OUTPUT_OPS)}.")
+        precision = deploy.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"{path}: Deploy.precision is {precision!r}; expected one of {', '.join(PRECISIONS)}.")
         shape = deploy.get("input_shape") or [-1, 3, -1, -1]
         if not (isinstance(shape, list) and len(shape) == 4):
             raise ConfigError(f"{path}: Deploy.input_shape is {shape!r}; expected [N, C, H, W].")
         config = cls(model_dir=model_dir, model=str(deploy["model"]), params=deploy.get("params"),
                      transforms=deploy.get("transforms") or [{"type": "Normalize"}],
                      output_op=output_op, input_shape=[-1 if d is None else int(d) for d in shape],
-                     num_classes=deploy.get("num_classes"))
+                     num_classes=deploy.get("num_classes"), precision=precision)
         model_format(config.model)
         for key, file in (("model", config.model_file), ("params", config.params_file)):
             if file is not None and not os.path.isfile(file):

@@ -3,7 +3,9 @@
 `export_model` takes any PaddleSeg-style model object (ours or upstream's), puts it
 in deploy form (BN folded by `to_deploy` where the model supports it) and eval
 mode, appends the output op (argmax / softmax / none) so the graph has exactly one
-output, traces it with `paddle.jit` and writes:
+output (argmax of a model that exposes its low-resolution logits goes through
+`sparse_upsampled_argmax`, which never builds the full-size logits), traces it
+with `paddle.jit` and writes:
 
 - Paddle: whatever `paddle.jit.save` writes under the running IR -- model.json
   (PIR, the default on Paddle 3) or model.pdmodel (legacy IR,
@@ -27,21 +29,19 @@ import paddle.nn.functional as F
 from paddleseg_lpsnet.deploy.config import (DEFAULT_OPSET, DEPLOY_FILE, FORMATS, OUTPUT_OPS, DeployConfig,
                                             build_transforms)
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
+from paddleseg_lpsnet.deploy.sparse_argmax import argmax_int32, sparse_upsampled_argmax
 from paddleseg_lpsnet.models.deploy import to_deploy
+from paddleseg_lpsnet.models.layers import spatial_size
 from paddleseg_lpsnet.utils.io import atomic_write_text
 
-__all__ = ["ExportHead", "export_model", "paddle_to_onnx", "model_in_channels"]
+__all__ = ["ExportHead", "export_model", "paddle_to_onnx", "model_in_channels", "has_lowres_logits"]
 
 _PREFIX = "model"
 
 
-def _argmax_channels(logit):
-    """int32 [N, H, W] class ids of [N, C, H, W] logits."""
-    if paddle.in_dynamic_mode() or paddle.framework.in_pir_mode():
-        return paddle.argmax(logit, axis=1, dtype="int32")
-    # Legacy static graph (FLAGS_enable_pir_api=0): Paddle 3.3's paddle.argmax only
-    # accepts PIR values there; top-1 of topk is the same index.
-    return paddle.topk(logit, k=1, axis=1)[1].squeeze(1).astype("int32")
+def has_lowres_logits(model):
+    """Whether `model` exposes `forward_lowres(x)`: logits that `forward` upsamples bilinearly to x's size."""
+    return callable(getattr(model, "forward_lowres", None)) and isinstance(getattr(model, "align_corners", None), bool)
 
 
 class ExportHead(nn.Layer):
@@ -50,20 +50,29 @@ class ExportHead(nn.Layer):
     Args:
         model (nn.Layer): Returns a list of logits (the first is the prediction) or a tensor.
         output_op (str): argmax (int32 [N, H, W]), softmax or none (float32 [N, C, H, W]).
+        sparse_argmax (bool, optional): For argmax, when the model exposes
+            `forward_lowres` (see `has_lowres_logits`), take the labels with
+            `sparse_upsampled_argmax` instead of upsampling all logits. Default: True.
     """
 
-    def __init__(self, model, output_op="argmax"):
+    def __init__(self, model, output_op="argmax", sparse_argmax=True):
         super().__init__()
         if output_op not in OUTPUT_OPS:
             raise ConfigError(f"output_op {output_op!r} is not one of {', '.join(OUTPUT_OPS)}.")
         self.model = model
         self.output_op = output_op
+        self.sparse_argmax = bool(sparse_argmax) and output_op == "argmax" and has_lowres_logits(model)
 
     def forward(self, x):
+        # Paddle 3.3's legacy static graph (FLAGS_enable_pir_api=0) lacks ops the
+        # sparse form uses (floor, ...); it keeps the dense argmax.
+        if self.sparse_argmax and (paddle.in_dynamic_mode() or paddle.framework.in_pir_mode()):
+            logit = self.model.forward_lowres(x)  # [N, C, h, w]
+            return sparse_upsampled_argmax(logit, spatial_size(x), self.model.align_corners)
         outs = self.model(x)
         logit = outs[0] if isinstance(outs, (list, tuple)) else outs  # [N, C, H, W]
         if self.output_op == "argmax":
-            return _argmax_channels(logit)
+            return argmax_int32(logit, axis=1)
         if self.output_op == "softmax":
             return F.softmax(logit, axis=1)
         return logit
@@ -148,7 +157,8 @@ def paddle_to_onnx(model_file, params_file, opset_version=DEFAULT_OPSET, source=
 
 
 def export_model(model, save_dir, transforms=None, output_op="argmax", input_shape=None,
-                 format="paddle", opset_version=DEFAULT_OPSET, num_classes=None, deploy_form=True):
+                 format="paddle", opset_version=DEFAULT_OPSET, num_classes=None, deploy_form=True,
+                 sparse_argmax=True):
     """Export `model` to `save_dir` and return its DeployConfig (as deploy.yaml now says).
 
     Args:
@@ -164,6 +174,9 @@ def export_model(model, save_dir, transforms=None, output_op="argmax", input_sha
         num_classes (int, optional): Recorded for colouring. Default: the model's
             `num_classes` attribute if it has one.
         deploy_form (bool, optional): Fold BN (`to_deploy`) before tracing. Default: True.
+        sparse_argmax (bool, optional): With output_op argmax, compute the labels of
+            models that expose low-resolution logits with `sparse_upsampled_argmax`
+            (same labels, far less work at full resolution). Default: True.
     """
     if format not in FORMATS:
         raise ConfigError(f"--format {format!r} is not one of {', '.join(FORMATS)}.")
@@ -174,7 +187,7 @@ def export_model(model, save_dir, transforms=None, output_op="argmax", input_sha
     build_transforms(transforms, shape[1])  # fail now, not at inference, on a bad transform
     net = to_deploy(model) if deploy_form else model
     net.eval()
-    layer = ExportHead(net, output_op)
+    layer = ExportHead(net, output_op, sparse_argmax)
     layer.eval()
     os.makedirs(save_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=save_dir)

@@ -3,7 +3,7 @@
 Every predictor takes a float32 [N, C, H, W] batch (already transformed) and returns
 the model's single output as a numpy array (`run`). `create_predictor` builds one
 for an export directory; `default_backend` is the single place that decides which
-backend `lpsnet infer` uses when none is asked for.
+backend `lpsnet infer` uses when none is asked for (onnxruntime on CPU: faster).
 
 Paddle Inference on CPU runs with oneDNN. Paddle 3.3.1's oneDNN path cannot run a
 PIR program (model.json) that holds a bilinear resize: `onednn_placement_pass`
@@ -24,7 +24,7 @@ import numpy as np
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
 
 __all__ = ["BACKENDS", "DEVICES", "Predictor", "PaddleInferencePredictor", "OnnxRuntimePredictor",
-           "create_predictor", "default_backend", "default_cpu_threads",
+           "create_predictor", "create_default_predictor", "default_backend", "default_cpu_threads",
            "ONEDNN_PIR_WORKAROUND_PASSES"]
 
 BACKENDS = ("paddle", "onnxruntime")
@@ -44,12 +44,20 @@ def default_cpu_threads():
 def default_backend(config, device="cpu"):
     """The backend `lpsnet infer` uses without --backend, and why: (name, reason).
 
-    The single place to change the choice (issue 5 wants the faster backend on
-    CPU once the benchmark has measured both). An ONNX export can only run on
-    onnxruntime; a Paddle export runs natively on Paddle Inference.
+    The single place that makes the choice. An ONNX export can only run on
+    onnxruntime. A Paddle export runs on onnxruntime on CPU too -- converted with
+    paddle2onnx when loaded (seconds) -- because there it is the faster engine:
+    `lpsnet bench` measured onnxruntime ahead of Paddle Inference (oneDNN) for
+    every model of the suite, ours and upstream's (benchmarks/NOTES.md). On GPU a
+    Paddle export stays on Paddle Inference. When the conversion fails (a model
+    paddle2onnx cannot convert with dynamic shapes), `create_default_predictor`
+    falls back to Paddle Inference and says so.
     """
     if config.format == "onnx":
         return "onnxruntime", "the export is ONNX"
+    if device == "cpu":
+        return "onnxruntime", ("faster than Paddle Inference on CPU, see benchmarks/NOTES.md; the Paddle model "
+                               "is converted to ONNX when loaded -- export with --format onnx to skip that")
     return "paddle", "the export is a Paddle inference model"
 
 
@@ -193,16 +201,30 @@ class OnnxRuntimePredictor(Predictor):
         return f"onnxruntime ({where})"
 
 
+def create_default_predictor(config, device="cpu", cpu_threads=None, **options):
+    """(Predictor, reason) on `default_backend`'s choice, or on Paddle Inference if a
+    Paddle export cannot be converted to ONNX."""
+    backend, reason = default_backend(config, device)
+    try:
+        return create_predictor(config, backend, device, cpu_threads, **options), reason
+    except LPSNetError as exc:
+        if backend != "onnxruntime" or config.format != "paddle":
+            raise
+        fallback = f"onnxruntime would be faster on CPU but the conversion failed ({exc})"
+        return create_predictor(config, "paddle", device, cpu_threads), fallback
+
+
 def create_predictor(config, backend=None, device="cpu", cpu_threads=None, **options):
     """A Predictor for the export described by `config` (a DeployConfig).
 
-    `backend` None picks `default_backend`. A Paddle export can also run on
-    onnxruntime (converted in memory by paddle2onnx); an ONNX export only on
-    onnxruntime. `options` go to the predictor class.
+    `backend` None picks `default_backend` (through `create_default_predictor`).
+    A Paddle export can also run on onnxruntime (converted in memory by
+    paddle2onnx); an ONNX export only on onnxruntime. `options` go to the
+    predictor class.
     """
     _check_device(device)
     if backend is None:
-        backend, _ = default_backend(config, device)
+        return create_default_predictor(config, device, cpu_threads, **options)[0]
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}.")
     if backend == "paddle":

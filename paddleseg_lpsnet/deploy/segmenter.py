@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from paddleseg_lpsnet.deploy.config import DeployConfig
-from paddleseg_lpsnet.deploy.predictor import create_predictor, default_backend
+from paddleseg_lpsnet.deploy.predictor import create_default_predictor, create_predictor
 from paddleseg_lpsnet.errors import DataError
 
 __all__ = ["DeployedSegmenter", "preprocess", "restore_size", "model_failure"]
@@ -72,12 +72,13 @@ class DeployedSegmenter:
 
     def __init__(self, model_dir, backend=None, device="cpu", cpu_threads=None, **options):
         self.config = DeployConfig.load(model_dir)
+        self.transforms = self.config.build_transforms()
         if backend is None:
-            backend, self.backend_reason = default_backend(self.config, device)
+            self.predictor, self.backend_reason = create_default_predictor(self.config, device, cpu_threads,
+                                                                           **options)
         else:
             self.backend_reason = "asked for"
-        self.transforms = self.config.build_transforms()
-        self.predictor = create_predictor(self.config, backend, device, cpu_threads, **options)
+            self.predictor = create_predictor(self.config, backend, device, cpu_threads, **options)
 
     @property
     def backend(self):

@@ -278,6 +278,7 @@ class FasterSegNet(nn.Layer):
         spec = fasterseg_arch(arch)
         self.arch = copy.deepcopy(spec)
         self.num_classes = num_classes
+        self.align_corners = True  # of every resize, the final one to the input size included
         s = spec["stem"]
         self.stem = nn.Sequential(
             ConvBNAct(in_channels, s[0], 3, stride=2),  # 1/2
@@ -297,12 +298,25 @@ class FasterSegNet(nn.Layer):
         if pretrained is not None:
             load_model_pretrained(self, pretrained)
 
-    def forward(self, x):
+    def _branches(self, x):
         x8 = self.shared(self.stem(x))  # [N, C, H/8, W/8]
-        a = self.branch32(x8)  # a8, a16, a32
-        b = self.branch16(x8)  # b8, b16
+        return self.branch32(x8), self.branch16(x8)  # (a8, a16, a32), (b8, b16)
+
+    def _main_logits(self, a, b):
         fused = paddle.concat([self.fusion32(a), self.fusion16(b)], axis=1)  # [N, 2*C8, H/8, W/8]
-        main = resize_to(self.head(self.fuse(fused)), x)  # [N, K, H, W]
+        return self.head(self.fuse(fused))  # [N, K, H/8, W/8]
+
+    def forward_lowres(self, x):
+        """Main logits before the final upsampling: [N, num_classes, H/8, W/8].
+
+        `forward` resizes them bilinearly (align_corners) to x's size; export uses
+        this to take the argmax without building full-size logits.
+        """
+        return self._main_logits(*self._branches(x))
+
+    def forward(self, x):
+        a, b = self._branches(x)
+        main = resize_to(self._main_logits(a, b), x, self.align_corners)  # [N, K, H, W]
         if not self.training:
             return [main]
         aux16 = self.aux_head16(paddle.concat([a[1], resize_to(b[1], a[1])], axis=1))  # 1/16

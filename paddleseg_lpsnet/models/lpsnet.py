@@ -39,6 +39,13 @@ class LPSNetSeg(nn.Layer):
         if pretrained is not None:
             load_model_pretrained(self, pretrained)
 
+    def forward_lowres(self, x):
+        """Logits before the final upsampling: [N, num_classes, H*r0/16, W*r0/16].
+
+        `forward` resizes them bilinearly (align_corners) to x's size; export uses
+        this to take the argmax without building full-size logits.
+        """
+        return self.head(self.backbone(x))
+
     def forward(self, x):
-        logit = self.head(self.backbone(x))  # [N, num_classes, H*r0/16, W*r0/16]
-        return [resize_to(logit, x, self.align_corners)]
+        return [resize_to(self.forward_lowres(x), x, self.align_corners)]

@@ -1,0 +1,31 @@
+"""What the benchmark scripts share: their timing options and the checks on them."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def add_timing_arguments(parser, rounds=3, repeats=4, warmup=2):
+    """--rounds --repeats --warmup --cpu_threads --clock, as every script here takes them."""
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"round-robin rounds (default {rounds})")
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help=f"timed runs per variant per round (default {repeats})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed runs per variant first (default {warmup})")
+    parser.add_argument("--cpu_threads", type=int, default=None, help="threads; default: all usable cores")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall clock, or CPU time of the calling thread (with --cpu_threads 1): "
+                             "for comparisons on a machine other jobs use")
+
+
+def timing_from_args(parser, args):
+    """(threads, clock function) of the parsed timing options; a parser error if they do not fit."""
+    from paddleseg_lpsnet.deploy.predictor import default_cpu_threads
+    from paddleseg_lpsnet.deploy.suite import CLOCKS
+    threads = args.cpu_threads or default_cpu_threads()
+    if args.clock == "cpu" and threads != 1:
+        parser.error("--clock cpu needs --cpu_threads 1")
+    if args.rounds < 1 or args.repeats < 1 or args.warmup < 0:
+        parser.error("--rounds and --repeats must be >= 1, --warmup >= 0")
+    return threads, CLOCKS[args.clock]

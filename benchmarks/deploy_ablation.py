@@ -1,0 +1,155 @@
+"""What each deployment choice is worth: LPS-Net exported and run in several ways, timed side by side.
+
+Every variant is exported and loaded first; then the timed runs go round-robin
+over the variants (`--rounds` rounds of `--repeats` runs each), so that a change
+of machine load touches every variant alike. The medians feed benchmarks/NOTES.md.
+
+    python benchmarks/deploy_ablation.py                                 # LPS-Net-M, 1024x2048, wall clock
+    python benchmarks/deploy_ablation.py --clock cpu --cpu_threads 1     # on a machine other jobs use
+    python benchmarks/deploy_ablation.py --variant S --size 512x1024 --only sparse dense upstream_paddle
+
+Variants (name: what changes, against `sparse` = our default export on onnxruntime):
+  upstream_paddle   PaddleSeg's LPSNet, Paddle Inference (oneDNN): the issue's reference
+  upstream_ort      PaddleSeg's LPSNet, onnxruntime
+  dense_paddle      ours, dense argmax, Paddle Inference
+  sparse_paddle     ours, sparse argmax, Paddle Inference
+  no_bn_fold        ours, BN left unfolded at export (dense argmax), onnxruntime
+  dense             ours, dense argmax (upsample all logits), onnxruntime
+  sparse            ours, sparse argmax, onnxruntime (the default export)
+  sparse_extended   sparse, onnxruntime graph optimisation "extended" (no NCHWc layout)
+  sparse_basic      sparse, onnxruntime graph optimisation "basic"
+  network           ours without the final upsampling and argmax: logits at 1/16 (the network alone)
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+from common import ROOT, add_timing_arguments, timing_from_args
+
+VARIANTS = {  # name: (ours?, backend, export options, predictor options)
+    "upstream_paddle": (False, "paddle", {}, {}),
+    "upstream_ort": (False, "onnxruntime", {}, {}),
+    "dense_paddle": (True, "paddle", {"sparse_argmax": False}, {}),
+    "sparse_paddle": (True, "paddle", {}, {}),
+    "no_bn_fold": (True, "onnxruntime", {"sparse_argmax": False, "deploy_form": False}, {}),
+    "dense": (True, "onnxruntime", {"sparse_argmax": False}, {}),
+    "sparse": (True, "onnxruntime", {}, {}),
+    "sparse_extended": (True, "onnxruntime", {}, {"optimization_level": "extended"}),
+    "sparse_basic": (True, "onnxruntime", {}, {"optimization_level": "basic"}),
+    "network": (True, "onnxruntime", {"output_op": "none", "lowres": True}, {}),
+}
+
+
+def lowres_network(model):
+    """The model up to its low-resolution logits (what `forward_lowres` returns), as a model to export."""
+    import paddle.nn as nn
+
+    class LowRes(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.net, self.num_classes = model, model.num_classes
+
+        def forward(self, x):
+            return [self.net.forward_lowres(x)]
+
+    return LowRes()
+
+
+def build_models(variant):
+    from paddleseg_lpsnet.deploy.suite import SUITE_MODELS, build_component
+    specs = {m.key: m for m in SUITE_MODELS}
+    return (build_component(specs[f"lpsnet_{variant.lower()}"].spec),
+            build_component(specs[f"upstream_lpsnet_{variant.lower()}"].spec))
+
+
+def load_variants(names, ours, upstream, shape, threads, workdir, log):
+    from paddleseg_lpsnet.deploy import create_predictor, export_model
+    predictors = {}
+    for name in names:
+        is_ours, backend, export_options, predictor_options = VARIANTS[name]
+        options = dict(export_options)
+        output_op = options.pop("output_op", "argmax")
+        model = ours if is_ours else upstream
+        if options.pop("lowres", False):
+            model = lowres_network(ours)
+        folder = os.path.join(workdir, name)
+        start = time.perf_counter()
+        config = export_model(model, folder, output_op=output_op, input_shape=shape,
+                              format="onnx" if backend == "onnxruntime" else "paddle", **options)
+        predictors[name] = create_predictor(config, backend=backend, cpu_threads=threads, **predictor_options)
+        log(f"  {name}: exported and loaded in {time.perf_counter() - start:.0f} s")
+    return predictors
+
+
+def agreement(predictors, shape):
+    """Label agreement of every argmax variant with `dense` (or the first ours variant), on one input."""
+    batch = np.random.RandomState(1).standard_normal(shape).astype("float32")
+    ours = [n for n in predictors if VARIANTS[n][0] and VARIANTS[n][2].get("output_op", "argmax") == "argmax"]
+    if not ours:
+        return {}
+    ref_name = "dense" if "dense" in ours else ours[0]
+    ref = predictors[ref_name].run(batch)
+    return {n: float((predictors[n].run(batch) == ref).mean()) for n in ours if n != ref_name}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=["S", "M", "L"], default="M", help="LPS-Net variant (default M)")
+    parser.add_argument("--size", default="1024x2048", help="input HxW (default 1024x2048)")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="variants to run")
+    add_timing_arguments(parser)
+    parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "deploy_ablation"))
+    args = parser.parse_args(argv)
+    threads, clock = timing_from_args(parser, args)
+
+    from paddleseg_lpsnet.deploy.benchmark import flop_floor_ms, machine_info, measure_gemm_peak, time_round_robin
+    from paddleseg_lpsnet.deploy.suite import parse_size
+    from paddleseg_lpsnet.utils.flops import count_macs
+
+    h, w = parse_size(args.size)
+    shape = [1, 3, h, w]
+    ours, upstream = build_models(args.variant)
+    macs = count_macs(ours, shape)["total"]
+    peak = measure_gemm_peak(threads, 2048 if args.clock == "cpu" else 4096, 5, clock=args.clock)
+    print(f"LPS-Net-{args.variant} {args.size}, {threads} threads, {args.clock} clock; "
+          f"GEMM peak {peak.peak_gflops:.1f} GFLOP/s -> FLOP floor {flop_floor_ms(macs, peak.peak_gflops):.1f} ms")
+    with tempfile.TemporaryDirectory(prefix="lpsnet-ablation-") as workdir:
+        predictors = load_variants(args.only, ours, upstream, shape, threads, workdir, print)
+        batch = np.random.RandomState(0).standard_normal(shape).astype("float32")
+        runs = time_round_robin(predictors, batch, args.rounds, args.repeats, args.warmup, clock, print)
+        agree = agreement(predictors, shape)
+    peak_after = measure_gemm_peak(threads, peak.n, 5, clock=args.clock)
+    best_peak = max(peak.peak_gflops, peak_after.peak_gflops)
+    floor = flop_floor_ms(macs, best_peak)
+    medians = {n: float(np.median(v)) for n, v in runs.items()}
+    base = medians.get("sparse") or next(iter(medians.values()))
+    lines = [f"LPS-Net-{args.variant}, input {args.size}, {threads} threads, {args.clock} clock, "
+             f"{args.rounds}x{args.repeats} runs per variant; GEMM peak {best_peak:.1f} GFLOP/s, "
+             f"FLOP floor {floor:.1f} ms; {machine_info(threads)['cpu']}, load average {os.getloadavg()[0]:.2f}", "",
+             "| variant | median (ms) | p10-p90 (ms) | vs sparse | % of floor | labels = dense |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, value in medians.items():
+        v = runs[name]
+        lines.append(f"| {name} | {value:.1f} | {np.percentile(v, 10):.1f}-{np.percentile(v, 90):.1f} "
+                     f"| {value / base:.2f} | {100 * floor / value:.0f} "
+                     f"| {'' if name not in agree else f'{100 * agree[name]:.3f}%'} |")
+    table = "\n".join(lines) + "\n"
+    print()
+    print(table)
+    os.makedirs(args.save_dir, exist_ok=True)
+    tag = f"lpsnet_{args.variant.lower()}_{args.size}_{args.clock}"
+    with open(os.path.join(args.save_dir, f"{tag}.json"), "w") as f:
+        json.dump({"variant": args.variant, "input_shape": shape, "threads": threads, "clock": args.clock,
+                   "macs": macs, "gemm_peaks": [peak.as_dict(), peak_after.as_dict()], "floor_ms": floor,
+                   "runs_ms": runs, "agreement_with_dense": agree, "machine": machine_info(threads)}, f, indent=1)
+    with open(os.path.join(args.save_dir, f"{tag}.md"), "w") as f:
+        f.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

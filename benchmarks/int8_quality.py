@@ -1,0 +1,128 @@
+"""int8 against fp32 for a trained model: mIoU of both, label agreement, and latency, in one run.
+
+    python benchmarks/int8_quality.py --config CONFIG --model_path CKPT --calib_dir TRAIN_IMAGES
+
+Exports the model as `lpsnet export --format onnx` would (fp32) and as `lpsnet export
+--quantize int8 --calib_dir ...` would (same code), runs both on the config's
+val_dataset through `lpsnet infer`'s segmenter (onnxruntime), and reports mIoU
+of each against the labels, the fraction of pixels where int8 and fp32 agree,
+and the latency of each (batch 1 at --bench_size, default the first val image's
+size; round-robin, median). Writes int8_quality.json / .md to --save_dir.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+from common import ROOT, add_timing_arguments, timing_from_args
+
+
+def val_pairs(cfg, limit):
+    """(image path, label path) of the config's val_dataset, at most `limit` (evenly spaced)."""
+    from paddleseg_lpsnet.core.builder import build_val_dataset
+    dataset = build_val_dataset(cfg, "the config")
+    pairs = [tuple(p[:2]) for p in dataset.dataset.file_list]  # CheckedDataset wraps PaddleSeg's dataset
+    if limit and len(pairs) > limit:
+        pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, limit)]
+    return pairs, dataset.num_classes, dataset.ignore_index
+
+
+def confusion(pred, label, num_classes, ignore_index):
+    keep = label != ignore_index
+    index = label[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64)
+    return np.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def miou(matrix):
+    """Mean IoU over the classes that occur in the labels or the predictions."""
+    tp = np.diag(matrix).astype(np.float64)
+    union = matrix.sum(0) + matrix.sum(1) - tp
+    present = union > 0
+    return float((tp[present] / union[present]).mean()), (tp / np.maximum(union, 1)).tolist()
+
+
+def latency(dirs, shape, threads, args, clock):
+    from paddleseg_lpsnet.deploy import DeployConfig, create_predictor
+    from paddleseg_lpsnet.deploy.benchmark import time_round_robin
+    predictors = {name: create_predictor(DeployConfig.load(d), backend="onnxruntime", cpu_threads=threads)
+                  for name, d in dirs.items()}
+    batch = np.random.RandomState(0).standard_normal(shape).astype("float32")
+    return time_round_robin(predictors, batch, args.rounds, args.repeats, args.warmup, clock)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--model_path", required=True, help="trained weights (.pdparams)")
+    parser.add_argument("--calib_dir", required=True, help="calibration images (e.g. the training images)")
+    parser.add_argument("--calib_num", type=int, default=32)
+    parser.add_argument("--calib_method", default="minmax", choices=["minmax", "percentile", "entropy"])
+    parser.add_argument("--val_num", type=int, default=None, help="val images used at most; default: all")
+    parser.add_argument("--bench_size", default=None, help="HxW of the latency input; default: first val image")
+    add_timing_arguments(parser)
+    parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "int8_quality"))
+    args = parser.parse_args(argv)
+    threads, clock = timing_from_args(parser, args)
+
+    from paddleseg_lpsnet.deploy import DeployedSegmenter, export_model
+    from paddleseg_lpsnet.deploy.benchmark import machine_info
+    from paddleseg_lpsnet.deploy.config import config_num_classes, val_transforms_of
+    from paddleseg_lpsnet.deploy.quantize import cpu_has_vnni, quantize_export
+    from paddleseg_lpsnet.deploy.suite import parse_size
+    from paddleseg_lpsnet.utils.config import build_model_with_weights, load_config
+    from paddleseg_lpsnet.utils.image import read_image
+
+    cfg = load_config(args.config)
+    model, _ = build_model_with_weights(cfg, args.model_path)
+    pairs, num_classes, ignore = val_pairs(cfg, args.val_num)
+    with tempfile.TemporaryDirectory(prefix="lpsnet-int8-") as workdir:
+        dirs = {"fp32": os.path.join(workdir, "fp32"), "int8": os.path.join(workdir, "int8")}
+        export_model(model, dirs["fp32"], transforms=val_transforms_of(cfg), format="onnx",
+                     num_classes=config_num_classes(cfg, model))
+        quantize_export(dirs["fp32"], dirs["int8"], args.calib_dir, args.calib_num, args.calib_method)
+        segmenters = {name: DeployedSegmenter(d, backend="onnxruntime", cpu_threads=threads)
+                      for name, d in dirs.items()}
+        matrices = {name: np.zeros((num_classes, num_classes), np.int64) for name in dirs}
+        same = total = 0
+        for image_path, label_path in pairs:
+            image = read_image(image_path)
+            label = cv2.imread(label_path, cv2.IMREAD_UNCHANGED)
+            preds = {name: s.predict([image])[0] for name, s in segmenters.items()}
+            for name, pred in preds.items():
+                matrices[name] += confusion(pred, label, num_classes, ignore)
+            same += int((preds["fp32"] == preds["int8"]).sum())
+            total += preds["fp32"].size
+        if args.bench_size:
+            h, w = parse_size(args.bench_size)
+        else:
+            h, w = read_image(pairs[0][0]).shape[:2]
+        runs = latency(dirs, [1, 3, h, w], threads, args, clock)
+    scores = {name: miou(m) for name, m in matrices.items()}
+    med = {name: float(np.median(v)) for name, v in runs.items()}
+    agreement = same / total
+    lines = [f"{os.path.relpath(args.config)} + {args.model_path}: {len(pairs)} val images, calibration "
+             f"{args.calib_num} images of {args.calib_dir} ({args.calib_method}); onnxruntime, {threads} threads, "
+             f"{args.clock} clock, input {h}x{w}; {machine_info(threads)['cpu']} "
+             f"({'VNNI' if cpu_has_vnni() else 'no VNNI: 7-bit weights'})", "",
+             "| model | mIoU | latency (ms, median) | vs fp32 |", "|---|---:|---:|---:|",
+             f"| fp32 | {100 * scores['fp32'][0]:.2f} | {med['fp32']:.1f} | 1.00 |",
+             f"| int8 | {100 * scores['int8'][0]:.2f} | {med['int8']:.1f} | {med['int8'] / med['fp32']:.2f} |", "",
+             f"int8 labels = fp32 labels on {100 * agreement:.2f}% of the pixels."]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    os.makedirs(args.save_dir, exist_ok=True)
+    with open(os.path.join(args.save_dir, "int8_quality.json"), "w") as f:
+        json.dump({"config": args.config, "model_path": args.model_path, "val_images": len(pairs),
+                   "miou": {k: v[0] for k, v in scores.items()}, "class_iou": {k: v[1] for k, v in scores.items()},
+                   "agreement": agreement, "latency_runs_ms": runs, "input_hw": [h, w], "threads": threads,
+                   "clock": args.clock, "machine": machine_info(threads)}, f, indent=1)
+    with open(os.path.join(args.save_dir, "int8_quality.md"), "w") as f:
+        f.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The benchmark scripts run end to end at toy sizes and write what they promise (slow: minutes)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from tiny_dataset import generic_config, write_config, write_generic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+def run_script(name, *args):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", name), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_deploy_ablation(tmp_path):
+    out = run_script("deploy_ablation.py", "--variant", "S", "--size", "64x128", "--only", "sparse", "dense",
+                     "upstream_ort", "network", "--rounds", "1", "--repeats", "2", "--save_dir", str(tmp_path))
+    (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert set(result["runs_ms"]) == {"sparse", "dense", "upstream_ort", "network"}
+    assert all(len(v) == 2 for v in result["runs_ms"].values())
+    assert result["agreement_with_dense"]["sparse"] >= 0.9999
+    assert "| sparse |" in out and "% of floor" in out
+
+
+def test_train_speed(tmp_path):
+    out = run_script("train_speed.py", "--crop", "64x128", "--batch_size", "2", "--iters", "2", "--warmup", "1",
+                     "--rounds", "1", "--image_size", "128x256", "--save_dir", str(tmp_path))
+    result = json.loads((tmp_path / "train_speed.json").read_text())
+    assert len(result["iters_per_s"]["ours"]) == 1 and len(result["iters_per_s"]["upstream"]) == 1
+    assert result["crop_hw"] == [64, 128] and result["batch_size"] == 2 and result["ratio"] > 0
+    assert "ours / upstream" in out
+
+
+def test_int8_quality(tmp_path):
+    data = write_generic(str(tmp_path / "data"), num_train=6, num_val=3)
+    model = {"type": "LPSNetSeg", "num_classes": 4,
+             "backbone": {"type": "LPSNetBackbone", "depths": [1, 1, 1, 1, 1],
+                          "channels": [8, 8, 16, 32, 32], "scale_ratios": [1.0, 0.5]}}
+    config = write_config(tmp_path / "tiny.yml", generic_config(data, model=model, iters=10, batch_size=2))
+    proc = subprocess.run([sys.executable, "-m", "paddleseg_lpsnet", "train", "--config", config, "--device", "cpu",
+                           "--save_dir", str(tmp_path / "out"), "--save_interval", "10"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run_script("int8_quality.py", "--config", config, "--model_path",
+                     str(tmp_path / "out" / "iter_10" / "model.pdparams"), "--calib_dir",
+                     os.path.join(data, "images"), "--calib_num", "4", "--rounds", "1", "--repeats", "2",
+                     "--save_dir", str(tmp_path / "int8"))
+    result = json.loads((tmp_path / "int8" / "int8_quality.json").read_text())
+    assert result["val_images"] == 3 and 0 <= result["agreement"] <= 1
+    assert set(result["miou"]) == {"fp32", "int8"} and all(0 <= v <= 1 for v in result["miou"].values())
+    assert set(result["latency_runs_ms"]) == {"fp32", "int8"}
+    assert "| int8 |" in out
