@@ -18,6 +18,7 @@ pass (without it: "oneDNN activation fuses require use_onednn=True"), so there t
 pass is kept.
 """
 import os
+import warnings
 
 import numpy as np
 
@@ -111,6 +112,9 @@ class PaddleInferencePredictor(Predictor):
         self.use_onednn = use_onednn and device == "cpu"
         self.onednn_workaround = onednn_workaround
         self.gpu_id = gpu_id
+        self._create()
+
+    def _create(self):
         from paddle import inference
         self._predictor = inference.create_predictor(self.make_config())
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
@@ -144,12 +148,29 @@ class PaddleInferencePredictor(Predictor):
             config.disable_onednn()
         return config
 
-    def run(self, batch):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+    def _run(self, batch):
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(batch)
         self._predictor.run()
         return self._output.copy_to_cpu()
+
+    def run(self, batch):
+        """Run a batch. If the oneDNN path fails (Paddle 3.3.1's oneDNN kernels mis-infer
+        some shapes of fixed-size programs, e.g. PMSDSEN's batch norms), warn and run
+        with Paddle's native CPU kernels from then on."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self.use_onednn:
+            return self._run(batch)
+        try:
+            return self._run(batch)
+        except Exception as exc:  # paddle raises ValueError, RuntimeError, NotImplementedError...
+            lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+            reason = next((l for l in lines if "Error" in l), lines[-1] if lines else type(exc).__name__)
+            warnings.warn(f"Paddle Inference's oneDNN path failed on {self.model_file} ({reason[:200]}); "
+                          "running it with Paddle's native CPU kernels.", RuntimeWarning)
+            self.use_onednn = False
+            self._create()
+            return self._run(batch)
 
     def describe(self):
         if self.device == "gpu":
