@@ -63,6 +63,8 @@ def main(argv=None):
     parser.add_argument("--val_num", type=int, default=None, help="val images used at most; default: all")
     parser.add_argument("--bench_size", default=None, help="HxW of the latency input; default: first val image")
     add_timing_arguments(parser)
+    parser.add_argument("--reduce_range", action="store_true", help="7-bit weights (onnxruntime's advice "
+                        "for CPUs without VNNI)")
     parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "int8_quality"))
     args = parser.parse_args(argv)
     threads, clock = timing_from_args(parser, args)
@@ -82,7 +84,8 @@ def main(argv=None):
         dirs = {"fp32": os.path.join(workdir, "fp32"), "int8": os.path.join(workdir, "int8")}
         export_model(model, dirs["fp32"], transforms=val_transforms_of(cfg), format="onnx",
                      num_classes=config_num_classes(cfg, model))
-        quantize_export(dirs["fp32"], dirs["int8"], args.calib_dir, args.calib_num, args.calib_method)
+        quantize_export(dirs["fp32"], dirs["int8"], args.calib_dir, args.calib_num, args.calib_method,
+                        reduce_range=args.reduce_range)
         segmenters = {name: DeployedSegmenter(d, backend="onnxruntime", cpu_threads=threads)
                       for name, d in dirs.items()}
         matrices = {name: np.zeros((num_classes, num_classes), np.int64) for name in dirs}
@@ -106,8 +109,8 @@ def main(argv=None):
     lines = [f"{os.path.relpath(args.config)} + {args.model_path}: {len(pairs)} val images, calibration "
              f"{args.calib_num} images of {args.calib_dir} ({args.calib_method}); onnxruntime, {threads} threads, "
              f"{args.clock} clock, input {h}x{w}; {machine_info(threads)['cpu']} "
-             f"({'VNNI' if cpu_has_vnni() else 'no VNNI: 7-bit weights'})", "",
-             "| model | mIoU | latency (ms, median) | vs fp32 |", "|---|---:|---:|---:|",
+             f"({'with' if cpu_has_vnni() else 'no'} VNNI; {7 if args.reduce_range else 8}-bit weights)", "",
+             "| model | mIoU (classes in labels or predictions) | latency (ms, median) | vs fp32 |", "|---|---:|---:|---:|",
              f"| fp32 | {100 * scores['fp32'][0]:.2f} | {med['fp32']:.1f} | 1.00 |",
              f"| int8 | {100 * scores['int8'][0]:.2f} | {med['int8']:.1f} | {med['int8'] / med['fp32']:.2f} |", "",
              f"int8 labels = fp32 labels on {100 * agreement:.2f}% of the pixels."]
