@@ -44,21 +44,6 @@ VARIANTS = {  # name: (ours?, backend, export options, predictor options)
 }
 
 
-def lowres_network(model):
-    """The model up to its low-resolution logits (what `forward_lowres` returns), as a model to export."""
-    import paddle.nn as nn
-
-    class LowRes(nn.Layer):
-        def __init__(self):
-            super().__init__()
-            self.net, self.num_classes = model, model.num_classes
-
-        def forward(self, x):
-            return [self.net.forward_lowres(x)]
-
-    return LowRes()
-
-
 def build_models(variant):
     from paddleseg_lpsnet.deploy.suite import SUITE_MODELS, build_component
     specs = {m.key: m for m in SUITE_MODELS}
@@ -68,6 +53,7 @@ def build_models(variant):
 
 def load_variants(names, ours, upstream, shape, threads, workdir, log):
     from paddleseg_lpsnet.deploy import create_predictor, export_model
+    from paddleseg_lpsnet.deploy.benchmark import lowres_network
     predictors = {}
     for name in names:
         is_ours, backend, export_options, predictor_options = VARIANTS[name]

@@ -88,3 +88,37 @@ def test_cli_search_with_real_latency(base_config, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "[scale] done" in res.stdout
     assert os.path.isfile(os.path.join(out, "configs", "step_1.yml"))
+
+
+def test_latency_of_the_network_alone_and_of_the_deployed_model(base_config, tmp_path):
+    """The default times the network up to its low-resolution logits; "deployed" adds the
+    final upsampling and argmax, so on the same architecture it cannot be much faster."""
+    import numpy as np
+    import paddle
+
+    from paddleseg_lpsnet.deploy.benchmark import lowres_network
+    from paddleseg_lpsnet.scaling import TINY_ARCH
+    from paddleseg_lpsnet.scaling.runner import Measurements
+
+    measure = Measurements(_settings(base_config), str(tmp_path), {}, num_classes=3)
+    model = measure.model(TINY_ARCH)
+    model.eval()
+    x = paddle.to_tensor(np.zeros([1, 3, 64, 128], "float32"))
+    low = lowres_network(model)(x)[0]
+    assert low.shape[1] == 3 and low.shape[2] < 64 and low.shape[3] < 128
+    np.testing.assert_allclose(model(x)[0].shape, [1, 3, 64, 128])
+
+    results = {}
+    for scope in ("network", "deployed"):
+        settings = ScaleSettings(config=base_config, input_size=[128, 256], latency_backend="onnxruntime",
+                                 latency_repeats=7, cpu_threads=1, latency_of=scope, latency_clock="cpu")
+        results[scope] = Measurements(settings, str(tmp_path), {}, num_classes=3).latency(TINY_ARCH)
+    assert all(v > 0 for v in results.values())
+    assert results["deployed"] > 0.7 * results["network"], results
+
+
+def test_cli_rejects_a_cpu_clock_with_several_threads(base_config, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "paddleseg_lpsnet", "scale", "--config", base_config,
+                          "--out", str(tmp_path / "s"), "--latency_clock", "cpu", "--cpu_threads", "2"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 2 and "--cpu_threads 1" in res.stderr

@@ -26,7 +26,8 @@ import numpy as np
 
 from paddleseg_lpsnet.errors import ConfigError, LPSNetError
 
-__all__ = ["LatencyStats", "time_predictor", "time_round_robin", "measure_latency", "measure_export_latency", "GemmPeak",
+__all__ = ["LatencyStats", "time_predictor", "time_round_robin", "measure_latency", "measure_export_latency",
+           "lowres_network", "GemmPeak",
            "measure_gemm_peak", "flop_floor_ms", "machine_info", "gpu_name", "cpu_flags"]
 
 
@@ -116,6 +117,25 @@ def measure_export_latency(model_dir, backend=None, input_shape=None, cpu_thread
                                  **(predictor_options or {}))
     runs = time_predictor(predictor, _random_batch(shape, seed), warmup, repeats, clock)
     return LatencyStats(backend, shape, runs, predictor.describe())
+
+
+def lowres_network(model):
+    """`model` up to its low-resolution logits (its `forward_lowres`), as a layer to export
+    with output_op="none": the network without the final upsampling and argmax."""
+    import paddle.nn as nn
+
+    if not (callable(getattr(model, "forward_lowres", None))):
+        raise ConfigError(f"{type(model).__name__} has no forward_lowres: its network cannot be timed alone.")
+
+    class LowRes(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.net, self.num_classes = model, getattr(model, "num_classes", None)
+
+        def forward(self, x):
+            return [self.net.forward_lowres(x)]
+
+    return LowRes()
 
 
 def measure_latency(model, input_shape, backend="onnxruntime", cpu_threads=None, warmup=3, repeats=10,

@@ -27,6 +27,9 @@ from paddleseg_lpsnet.scaling.arch import TINY_ARCH, Arch
 from paddleseg_lpsnet.scaling.search import ProgressiveScaler, SearchLog, slope
 from paddleseg_lpsnet.utils.io import atomic_write_text
 
+LATENCY_OF = {"network": "the network up to its low-resolution logits",
+              "deployed": "the deployed model (with the final upsampling and argmax)"}
+
 __all__ = ["ScaleSettings", "candidate_config", "run_scale", "write_outputs"]
 
 
@@ -44,6 +47,8 @@ class ScaleSettings:
     latency_repeats: int = 10
     latency_warmup: int = 3
     cpu_threads: Optional[int] = None
+    latency_of: str = "network"
+    latency_clock: str = "wall"
 
     def identity(self):
         """The settings that make measurements comparable (recorded in search.jsonl)."""
@@ -106,10 +111,20 @@ class Measurements:
         return LPSNetSeg(self.num_classes, LPSNetBackbone(**arch.backbone_kwargs()))
 
     def latency(self, arch):
-        from paddleseg_lpsnet.deploy.benchmark import measure_latency
+        """Median latency of `arch`: its network alone (up to the low-resolution logits;
+        latency_of "network") or as `lpsnet export` deploys it ("deployed": with the
+        final upsampling and argmax)."""
+        from paddleseg_lpsnet.deploy.benchmark import lowres_network, measure_latency
+        from paddleseg_lpsnet.deploy.suite import CLOCKS
         s = self.settings
-        stats = measure_latency(self.model(arch), [1, 3] + list(s.input_size), backend=s.latency_backend,
-                                cpu_threads=s.cpu_threads, warmup=s.latency_warmup, repeats=s.latency_repeats)
+        model = self.model(arch)
+        model.eval()
+        options = {}
+        if s.latency_of == "network":
+            model, options = lowres_network(model), {"output_op": "none"}
+        stats = measure_latency(model, [1, 3] + list(s.input_size), backend=s.latency_backend,
+                                cpu_threads=s.cpu_threads, warmup=s.latency_warmup, repeats=s.latency_repeats,
+                                clock=CLOCKS[s.latency_clock], **options)
         return stats.median_ms
 
     def accuracy(self, arch):
@@ -170,7 +185,9 @@ def write_outputs(out, log, path, base_dic, num_classes, settings):
 def summary_table(log, path, settings):
     lines = [f"# Progressive scaling on {settings.config}",
              "",
-             f"Latency: {settings.latency_backend}, batch 1, 1x3x{settings.input_size[0]}x{settings.input_size[1]}, "
+             f"Latency: {LATENCY_OF[settings.latency_of]}, {settings.latency_backend}, batch 1, "
+             f"1x3x{settings.input_size[0]}x{settings.input_size[1]}, "
+             f"{settings.cpu_threads or 'all'} thread(s), {settings.latency_clock} clock, "
              f"median of {settings.latency_repeats} runs. Proxy: {settings.proxy_iters} iterations, "
              f"batch {settings.proxy_batch_size}, seed {settings.seed}.",
              "",
