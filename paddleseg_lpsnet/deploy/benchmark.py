@@ -124,7 +124,7 @@ def lowres_network(model):
     with output_op="none": the network without the final upsampling and argmax."""
     import paddle.nn as nn
 
-    if not (callable(getattr(model, "forward_lowres", None))):
+    if not callable(getattr(model, "forward_lowres", None)):
         raise ConfigError(f"{type(model).__name__} has no forward_lowres: its network cannot be timed alone.")
 
     class LowRes(nn.Layer):

@@ -11,8 +11,8 @@ fp32 ONNX export. The choices, measured in benchmarks/NOTES.md:
 - full 8-bit weights by default. `reduce_range=True` (7-bit weights) is onnxruntime's
   advice for CPUs without VNNI, whose u8 x s8 kernels could saturate int16 pair sums;
   on this project's AVX2 CPU it measured worse on both counts for the demo's trained
-  LPS-Net-S (label agreement with fp32 98.57% vs 99.06%, latency 0.70x vs 0.58x of
-  fp32; benchmarks/NOTES.md), so it is an option, not the default;
+  LPS-Net-S (label agreement with fp32 98.57% vs 99.06%, latency 0.81x vs 0.73x of
+  fp32 in the same run; benchmarks/NOTES.md), so it is an option, not the default;
 - only convolutions are quantized, and not those reading the image (at most 4
   input channels: slower in int8 than in fp32, and they see the raw pixels) nor
   the classifier computing the logits (int8 logits move the argmax wherever two

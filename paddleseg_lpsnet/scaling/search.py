@@ -228,7 +228,8 @@ class ProgressiveScaler:
             return cand
         cand.miou = self.accuracy(cand.arch)
         self.log.record_candidate(cand, self.record_extra)
-        self.echo(f"[scale]   {cand.move} x{cand.k}: {cand.key}  {cand.latency_ms:.2f} ms  mIoU {cand.miou:.4f}")
+        what = f"{cand.move} x{cand.k}" if cand.move else "start"
+        self.echo(f"[scale]   {what}: {cand.key}  {cand.latency_ms:.2f} ms  mIoU {cand.miou:.4f}")
         return cand
 
     def start(self, arch):
