@@ -279,15 +279,22 @@ def kernel_profile(torch, fn, replays=10, top=12):
 
 
 def run(args):
+    manifest_file = os.path.join(args.pack, "manifest.json")
+    if not os.path.isfile(manifest_file):
+        raise SystemExit(f"No pack at {args.pack} (no manifest.json): run `python benchmarks/gpu_speed.py pack "
+                         f"--out {args.pack}` where Paddle is installed, and bring that folder here.")
     import numpy as np
     import onnx
     import onnxruntime as ort
-    import torch
-    from onnx2torch import convert
+    try:
+        import torch
+        from onnx2torch import convert
+    except ImportError as exc:
+        raise SystemExit(f"run needs PyTorch and onnx2torch ({exc}): pip install torch onnx2torch") from exc
 
     if not torch.cuda.is_available():
         raise SystemExit("run needs a CUDA GPU (torch.cuda.is_available() is False).")
-    with open(os.path.join(args.pack, "manifest.json")) as f:
+    with open(manifest_file) as f:
         manifest = json.load(f)
     props = torch.cuda.get_device_properties(0)
     machine = {"gpu": torch.cuda.get_device_name(0), "sms": props.multi_processor_count,

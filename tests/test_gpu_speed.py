@@ -78,3 +78,8 @@ def _run_any(proto, shape):
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return session.run(None, {name: np.zeros(shape, np.float32)})[0]
+
+
+def test_run_without_a_pack_says_how_to_make_one(tmp_path):
+    with pytest.raises(SystemExit, match="No pack at .*gpu_speed.py pack"):
+        gpu_speed.main(["run", "--pack", str(tmp_path / "missing")])
