@@ -176,3 +176,24 @@ def test_cpu_clock_needs_one_thread_and_times_the_gemm_the_same_way():
                        cpu_threads=1, gemm_n=128, gemm_repeats=2, clock="cpu", suite=TINY_SUITE, log=lambda *_: None)
     assert result["config"]["clock"] == "cpu" and all(p["clock"] == "cpu" for p in result["gemm_peaks"])
     assert "CPU time of the calling thread" in to_markdown(result)
+
+
+def test_suite_models_get_their_weights_from_the_seed(monkeypatch):
+    """Each model is built right after paddle.seed(seed): the same seed, the same weights
+    (whatever ran before it); another seed, others. The sparse argmax's work depends on them."""
+    import paddleseg_lpsnet.deploy.suite as suite
+    built = []
+    monkeypatch.setattr(suite, "_model_rows",
+                        lambda spec, model, ctx: built.append(np.concatenate([p.numpy().ravel()
+                                                                              for p in model.parameters()])))
+
+    def weights(seed, models):
+        built.clear()
+        result = run_suite(models=models, sizes=["32x64"], backends=["onnxruntime"], gemm_n=64, gemm_repeats=1,
+                           suite=TINY_SUITE, seed=seed, log=lambda *_: None)
+        assert result["config"]["seed"] == seed
+        return list(built)
+
+    first = weights(5, ["tiny"])[0]
+    assert np.array_equal(first, weights(5, ["upstream_tiny", "tiny"])[1])
+    assert not np.array_equal(first, weights(6, ["tiny"])[0])

@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end at toy sizes and write what they promise (slow: minutes)."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -19,13 +20,24 @@ def run_script(name, *args):
 
 
 def test_deploy_ablation(tmp_path):
+    before = tmp_path / "sparse_before.py"  # another version of the sparse argmax: here the same file
+    before.write_text((pathlib.Path(ROOT) / "paddleseg_lpsnet" / "deploy" / "sparse_argmax.py").read_text())
     out = run_script("deploy_ablation.py", "--variant", "S", "--size", "64x128", "--only", "sparse", "dense",
-                     "upstream_ort", "network", "--rounds", "1", "--repeats", "2", "--save_dir", str(tmp_path))
+                     "upstream_ort", "network", "sparse_from", "--sparse_from", str(before), "--seed", "3",
+                     "--rounds", "1", "--repeats", "2", "--save_dir", str(tmp_path))
     (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
-    assert set(result["runs_ms"]) == {"sparse", "dense", "upstream_ort", "network"}
+    assert set(result["runs_ms"]) == {"sparse", "dense", "upstream_ort", "network", "sparse_from"}
     assert all(len(v) == 2 for v in result["runs_ms"].values())
     assert result["agreement_with_dense"]["sparse"] >= 0.9999
-    assert "| sparse |" in out and "% of floor" in out
+    assert result["agreement_with_dense"]["sparse_from"] >= 0.9999
+    assert result["seed"] == 3 and 0 < result["boundary_share"] < 1
+    assert "| sparse |" in out and "% of floor" in out and "boundary places" in out
+
+
+def test_deploy_ablation_sparse_from_needs_its_file(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "deploy_ablation.py"), "--only", "sparse",
+                           "--sparse_from", str(tmp_path / "missing.py")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "sparse_from variant go together" in proc.stderr
 
 
 def test_train_speed(tmp_path):

@@ -117,6 +117,24 @@ def test_exported_head_at_cityscapes_size_on_every_backend(cityscapes_head):
         assert_same_labels(labels, logit, [1024, 2048], True)
 
 
+
+def test_exported_head_avoids_the_slow_onnxruntime_forms(cityscapes_head):
+    """The choices benchmarks/NOTES.md section 9 measured: no GatherND, no Gather of
+    single elements by index (GatherElements instead), and the label map written by
+    the last elementwise op rather than copied by a final Reshape."""
+    model = onnx.shape_inference.infer_shapes(onnx.load_from_string(paddle_to_onnx(*cityscapes_head)))
+    assert "GatherND" not in [node.op_type for node in model.graph.node]
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in model.graph.value_info}
+    one_element_gathers = [node.name for node in model.graph.node
+                           if node.op_type == "Gather" and ranks.get(node.input[0]) == 1]
+    assert one_element_gathers == []
+    producer = {out: node for node in model.graph.node for out in node.output}
+    last = producer[model.graph.output[0].name]
+    while last.op_type == "Identity":  # paddle2onnx names the output through Identity nodes
+        last = producer[last.input[0]]
+    assert last.op_type == "Add"
+
+
 @pytest.fixture(scope="module")
 def tiny_model():
     paddle.seed(3)

@@ -27,8 +27,9 @@ The full-resolution work is a few gathers and elementwise ops on int32 / float32
 `argmax(resize(logits))` up to float rounding at rows within rounding of a crossing
 (the test suite checks agreement with the dense form). Every op is a plain Paddle
 op that paddle2onnx converts (Resize, ArgMax, Gather, GatherElements, NonZero,
-GatherND, ScatterND, MatMul, Where), so the Paddle and ONNX exports both carry it,
-with static or dynamic input sizes.
+ScatterND, MatMul, Where), so the Paddle and ONNX exports both carry it, with
+static or dynamic input sizes. Which of the equivalent ONNX forms is used follows
+onnxruntime's CPU costs (benchmarks/NOTES.md, sections 2, 3 and 9).
 """
 import paddle
 import paddle.nn.functional as F
@@ -99,6 +100,15 @@ def _pair_rows(i0, num_pairs):
     return first, count
 
 
+def _take(values, index):
+    """values[index] for a 1-D `values` and int64 `index`.
+
+    Exported as ONNX GatherElements: onnxruntime's Gather copies one element per
+    index about ten times slower (measured: 200 vs 26 us for 22k indices).
+    """
+    return paddle.take_along_axis(values, index, axis=0)
+
+
 def _crossings(top, bottom, up, down):
     """Where the blend of two rows switches class, for places whose rows disagree.
 
@@ -109,15 +119,18 @@ def _crossings(top, bottom, up, down):
     upper envelope of `up` and `down` is concave and <= 0 at t = 0 and 1, so its
     maximum is at t*). Returns (t* float32 [K], whether only `up` and `down` win [K]).
     """
-    up, down = up.astype("int64").unsqueeze(1), down.astype("int64").unsqueeze(1)
-    gap_top = (paddle.take_along_axis(top, up, axis=1) - paddle.take_along_axis(top, down, axis=1)).squeeze(1)
-    gap_bottom = (paddle.take_along_axis(bottom, down, axis=1)
-                  - paddle.take_along_axis(bottom, up, axis=1)).squeeze(1)  # both >= 0
+    # Entries are picked from the flattened [K, C] tensors (index k * C + class): a
+    # per-row take_along_axis would broadcast its index to [K, C] first.
+    classes = _as_int64(top.shape[1] if top.shape[1] > 0 else paddle.shape(top)[1])
+    row = paddle.arange(_scalar(paddle.shape(top)[0]), dtype="int64") * classes
+    up, down = row + up.astype("int64"), row + down.astype("int64")
+    top_flat, bottom_flat = top.flatten(), bottom.flatten()
+    gap_top = _take(top_flat, up) - _take(top_flat, down)
+    gap_bottom = _take(bottom_flat, down) - _take(bottom_flat, up)  # both >= 0
     crossing = paddle.clip(gap_top / paddle.clip(gap_top + gap_bottom, min=1e-30), 0, 1)  # [K]
-    at_crossing = top * (1 - crossing.unsqueeze(1)) + bottom * crossing.unsqueeze(1)  # [K, C]
-    pair_best = paddle.maximum(paddle.take_along_axis(at_crossing, up, axis=1),
-                               paddle.take_along_axis(at_crossing, down, axis=1)).squeeze(1)
-    return crossing, paddle.max(at_crossing, axis=1) <= pair_best
+    at_crossing = (top + crossing.unsqueeze(1) * (bottom - top)).flatten()  # [K * C]
+    pair_best = paddle.maximum(_take(at_crossing, up), _take(at_crossing, down))
+    return crossing, paddle.max(at_crossing.reshape(paddle.shape(top)), axis=1) <= pair_best
 
 
 def _blend_every_row(labels, top, bottom, n, pair, x, first, count, t, out_h, out_w):
@@ -127,8 +140,8 @@ def _blend_every_row(labels, top, bottom, n, pair, x, first, count, t, out_h, ou
     # repeats its last row, which writes the same label twice.
     most = paddle.max(paddle.concat([count, paddle.ones([1], "int64")])).reshape([])
     step = paddle.arange(most, dtype="int64").unsqueeze(0)  # [1, R]
-    rows = paddle.gather(first, pair).unsqueeze(1) + paddle.minimum(step, paddle.gather(count, pair).unsqueeze(1) - one)
-    weight = paddle.gather(t, rows.flatten()).reshape(paddle.shape(rows))  # [K, R]
+    rows = _take(first, pair).unsqueeze(1) + paddle.minimum(step, _take(count, pair).unsqueeze(1) - one)
+    weight = _take(t, rows.flatten()).reshape(paddle.shape(rows))  # [K, R]
     blend = paddle.matmul(paddle.stack([1 - weight, weight], axis=-1),  # [K, R, 2]
                           paddle.stack([top, bottom], axis=1))  # [K, 2, C] -> [K, R, C]
     width = _as_int64(out_w)
@@ -147,11 +160,14 @@ def sparse_upsampled_argmax(logit, size, align_corners=True):
     out_h, out_w = size
     in_h = logit.shape[2] if isinstance(logit.shape[2], int) and logit.shape[2] > 0 else paddle.shape(logit)[2]
     wide = F.interpolate(logit, size=[in_h, out_w], mode="bilinear", align_corners=align_corners)  # [N, C, h, W]
-    wide = wide.transpose([0, 2, 3, 1])  # [N, h, W, C]
-    row_labels = argmax_int32(wide, axis=3)  # [N, h, W]
+    # Channels last, one row of C logits per (n, row, column): the argmax reads
+    # contiguous rows, and the boundary places gather them. (onnxruntime runs the
+    # resize in its blocked NCHWc layout and this transpose as the reorder out of
+    # it; resizing a channels-last tensor instead measured slower.)
+    pixels = wide.transpose([0, 2, 3, 1]).flatten(0, 2)  # [N * h * W, C]
+    row_labels = argmax_int32(pixels, axis=1).reshape([-1, in_h, out_w])  # [N, h, W]
     rows_in = paddle.shape(row_labels)[1]
     i0, t = source_rows(out_h, in_h, align_corners)  # [H]
-    one = _as_int64(1)
     first, count = _pair_rows(i0, rows_in - 1)  # [h-1]
 
     # Places where the two rows of a pair disagree, in pairs that output rows use
@@ -159,24 +175,30 @@ def sparse_upsampled_argmax(logit, size, align_corners=True):
     differs = (row_labels[:, :-1] != row_labels[:, 1:]) & (count > 0).reshape([1, -1, 1])  # [N, h-1, W]
     places = paddle.nonzero(differs)  # [K, 3]: (n, pair, x)
     n, pair, x = places[:, 0], places[:, 1], places[:, 2]
-    below = paddle.stack([n, pair + one, x], axis=-1)
-    top, bottom = paddle.gather_nd(wide, places), paddle.gather_nd(wide, below)  # [K, C]
-    crossing, two_class = _crossings(top, bottom, paddle.gather_nd(row_labels, places),
-                                     paddle.gather_nd(row_labels, below))
+    # Flat positions in [N, h, W] of each place's upper row (its lower row is `width`
+    # further): rows of the flattened maps are gathered by them, not by (n, pair, x)
+    # triples (onnxruntime's GatherND is several times slower).
+    width = _as_int64(out_w)
+    cells = (n * _as_int64(rows_in) + pair) * width + x  # [K]
+    below = cells + width
+    top, bottom = paddle.gather(pixels, cells), paddle.gather(pixels, below)  # [K, C]
+    flat_labels = row_labels.flatten()
+    crossing, two_class = _crossings(top, bottom, _take(flat_labels, cells), _take(flat_labels, below))
 
     # Each output pixel takes its top row's label before the crossing and its bottom
-    # row's after it; rows that agree (and the extra last row) never cross (t* = 2).
+    # row's after it; rows that agree (and the extra last row) never cross (t* = 2),
+    # nor do the rows of places where a third class wins between the two rows (rare):
+    # those take their top row's label, overwritten with every row blended in full.
     never = paddle.full([1], 2.0, dtype="float32")
-    width = _as_int64(out_w)
-    cells = (n * (_as_int64(rows_in) * width) + pair * width + x)  # [K] in [N, h, W]
     switch = paddle.scatter(paddle.full(paddle.shape(row_labels), 2.0, dtype="float32").flatten(), cells,
                             paddle.where(two_class, crossing, never), overwrite=True)
     switch = paddle.gather(switch.reshape(paddle.shape(row_labels)), i0, axis=1)  # [N, H, W]
+    rare = paddle.nonzero(paddle.logical_not(two_class)).flatten()
+    upper = _blend_every_row(paddle.gather(row_labels, i0, axis=1), paddle.gather(top, rare),
+                             paddle.gather(bottom, rare), _take(n, rare), _take(pair, rare), _take(x, rare),
+                             first, count, t, out_h, out_w)  # [N, H, W]
     step_down = paddle.concat([row_labels[:, 1:], row_labels[:, -1:]], axis=1) - row_labels  # [N, h, W]
     after = (t.reshape([1, -1, 1]) > switch).astype("int32")
-    labels = paddle.gather(row_labels, i0, axis=1) + after * paddle.gather(step_down, i0, axis=1)  # [N, H, W]
-
-    # Places where a third class wins between the rows (rare): every output row in full.
-    rare = paddle.nonzero(paddle.logical_not(two_class)).flatten()
-    return _blend_every_row(labels, paddle.gather(top, rare), paddle.gather(bottom, rare), paddle.gather(n, rare),
-                            paddle.gather(pair, rare), paddle.gather(x, rare), first, count, t, out_h, out_w)
+    # The last op writes the output: an elementwise one, not a reshape (which
+    # onnxruntime would run as a copy of the whole label map).
+    return upper + after * paddle.gather(step_down, i0, axis=1)

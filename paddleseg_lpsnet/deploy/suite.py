@@ -139,6 +139,7 @@ class _Context:
     device: str
     export_options: dict
     clock: str
+    seed: int = 0
     log: Callable = print
     rows: List[dict] = field(default_factory=list)
 
@@ -159,7 +160,7 @@ def _model_rows(model_spec, model, ctx):
                 stats = measure_latency(model, shape, backend=backend, cpu_threads=ctx.cpu_threads,
                                         warmup=ctx.warmup, repeats=ctx.repeats, device=ctx.device,
                                         export_options=ctx.export_options if model_spec.ours else None,
-                                        clock=CLOCKS[ctx.clock])
+                                        clock=CLOCKS[ctx.clock], seed=ctx.seed)
                 row["latency"] = stats.as_dict()
             except (LPSNetError, RuntimeError, ValueError, NotImplementedError) as exc:
                 row["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
@@ -171,7 +172,7 @@ def _model_rows(model_spec, model, ctx):
 
 def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=10, warmup=3, cpu_threads=None,
               device="cpu", gemm_n=4096, gemm_repeats=5, export_options=None, clock="wall", suite=SUITE_MODELS,
-              log=print):
+              seed=0, log=print):
     """Measure the suite; returns {"machine", "gemm_peaks", "peak_gflops", "rows", "config"}.
 
     Args:
@@ -189,8 +190,14 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
             cpu_threads 1 only, for comparisons on a machine shared with other jobs;
             the GEMM peak is then timed by CPU time too.
         suite (list[SuiteModel]): The models to choose from.
+        seed (int): Seed of each model's random weights (paddle.seed before it is
+            built, so a model's weights do not depend on the others run) and of the
+            input. The sparse argmax's work grows with the class boundaries of a
+            random network's labels, which depend on its weights.
         log (callable): Progress lines.
     """
+    import paddle
+
     from paddleseg_lpsnet.deploy.predictor import BACKENDS, default_cpu_threads
     available = available_models(suite)
     keys = list(models) if models else list(available)
@@ -214,7 +221,7 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
         raise ConfigError(f"The cpu clock times the calling thread: it needs --cpu_threads 1 on CPU "
                           f"(got {threads} threads on {device}).")
     ctx = _Context([parse_size(s) for s in sizes], list(backends), repeats, warmup, threads, device,
-                   dict(export_options or {}), clock, log)
+                   dict(export_options or {}), clock, int(seed), log)
     peaks = []
     if device == "cpu":
         log(f"fp32 GEMM peak ({gemm_n}^3, {threads} threads)...")
@@ -222,6 +229,7 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
     for key in keys:
         spec = available[key]
         log(f"{spec.name}:")
+        paddle.seed(ctx.seed)
         _model_rows(spec, build_component(spec.spec), ctx)
     if device == "cpu":
         peaks.append(measure_gemm_peak(threads, gemm_n, gemm_repeats, clock=clock))
@@ -233,7 +241,7 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
             row["floor_pct"] = 100.0 * row["floor_ms"] / row["latency"]["median_ms"]
     return {"machine": machine_info(threads), "gemm_peaks": [p.as_dict() for p in peaks], "peak_gflops": peak,
             "config": {"models": keys, "sizes": list(sizes), "backends": list(backends), "repeats": repeats,
-                       "warmup": warmup, "device": device, "batch": 1, "precision": "fp32",
+                       "warmup": warmup, "device": device, "batch": 1, "precision": "fp32", "seed": int(seed),
                        "export_options": ctx.export_options, "clock": clock},
             "rows": ctx.rows}
 
