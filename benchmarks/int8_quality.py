@@ -8,10 +8,15 @@ val_dataset through `lpsnet infer`'s segmenter (onnxruntime), and reports mIoU
 of each against the labels, the fraction of pixels where int8 and fp32 agree,
 and the latency of each (batch 1 at --bench_size, default the first val image's
 size; round-robin, median). Writes int8_quality.json / .md to --save_dir.
+
+`--keep_exports DIR` also keeps both exports (DIR/fp32, DIR/int8) and DIR/val.npz (the
+first `--keep_val` val images, preprocessed, with their labels), for
+`benchmarks/int8_elsewhere.py` to time and check them on another machine's CPU.
 """
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 
@@ -53,6 +58,26 @@ def latency(dirs, shape, threads, args, clock):
     return time_round_robin(predictors, batch, args.rounds, args.repeats, args.warmup, clock)
 
 
+def keep_exports(dirs, pairs, transforms, num_classes, ignore_index, folder):
+    """Copy the exports to folder/fp32, folder/int8 and write folder/val.npz (inputs, labels)."""
+    from paddleseg_lpsnet.deploy.segmenter import preprocess
+    from paddleseg_lpsnet.errors import ConfigError
+    from paddleseg_lpsnet.utils.image import read_image
+    inputs, labels = [], []
+    for image_path, label_path in pairs:
+        chw, trans_info = preprocess(read_image(image_path), transforms)
+        if trans_info:
+            raise ConfigError(f"--keep_exports: the val transforms resize or pad {image_path} ({trans_info}); "
+                              "val.npz keeps model inputs at the labels' size only.")
+        inputs.append(chw)
+        labels.append(cv2.imread(label_path, cv2.IMREAD_UNCHANGED))
+    os.makedirs(folder)
+    for name, src in dirs.items():
+        shutil.copytree(src, os.path.join(folder, name))
+    np.savez_compressed(os.path.join(folder, "val.npz"), inputs=np.stack(inputs), labels=np.stack(labels),
+                        num_classes=num_classes, ignore_index=ignore_index)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -65,8 +90,15 @@ def main(argv=None):
     add_timing_arguments(parser)
     parser.add_argument("--reduce_range", action="store_true", help="7-bit weights (onnxruntime's advice "
                         "for CPUs without VNNI)")
+    parser.add_argument("--keep_exports", default=None, metavar="DIR",
+                        help="also write both exports and val.npz here, for int8_elsewhere.py (must not exist)")
+    parser.add_argument("--keep_val", type=int, default=16, help="val images kept in val.npz (default 16)")
     parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "int8_quality"))
     args = parser.parse_args(argv)
+    if args.keep_exports and os.path.exists(args.keep_exports):
+        parser.error(f"--keep_exports {args.keep_exports} exists; give a new folder (nothing is overwritten)")
+    if args.keep_val < 1:
+        parser.error("--keep_val must be >= 1")
     threads, clock = timing_from_args(parser, args)
 
     from paddleseg_lpsnet.deploy import DeployedSegmenter, export_model
@@ -98,6 +130,9 @@ def main(argv=None):
                 matrices[name] += confusion(pred, label, num_classes, ignore)
             same += int((preds["fp32"] == preds["int8"]).sum())
             total += preds["fp32"].size
+        if args.keep_exports:
+            keep_exports(dirs, pairs[:args.keep_val], segmenters["fp32"].transforms, num_classes, ignore,
+                         args.keep_exports)
         if args.bench_size:
             h, w = parse_size(args.bench_size)
         else:
