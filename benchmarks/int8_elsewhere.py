@@ -40,14 +40,39 @@ def cpu_description():
     return name, [flag for flag in INT8_FLAGS if flag in flags]
 
 
-def session(model_file, threads):
+def session(model_file, threads, profile_prefix=None):
     """An onnxruntime CPU session as the project's predictor makes it (all graph optimisations)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(model_file, options, providers=["CPUExecutionProvider"])
+
+
+def op_profile(model_file, shape, threads, runs=5):
+    """{op type: ms per run}: onnxruntime's own per-node timing, median over `runs` after one warm-up."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="int8-profile-") as tmp:
+        sess = session(model_file, threads, os.path.join(tmp, "ort"))
+        batch = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+        for _ in range(runs + 1):
+            run(sess, batch)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    per_node, op_of = {}, {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            node = event["name"][:-len("_kernel_time")]
+            per_node.setdefault(node, []).append(event["dur"])
+            op_of[node] = event["args"].get("op_name", "?")
+    by_op = {}
+    for node, durations in per_node.items():
+        by_op[op_of[node]] = by_op.get(op_of[node], 0.0) + float(np.median(durations[1:] or durations)) / 1000.0
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
 
 
 def run(sess, batch):
@@ -119,6 +144,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--profile", action="store_true",
+                        help="also break each model's time down by op type (onnxruntime's profiler, first --threads)")
     parser.add_argument("--save_dir", default=None, help="where int8_elsewhere.json / .md go (default: print only)")
     args = parser.parse_args(argv)
     try:
@@ -145,6 +172,15 @@ def main(argv=None):
               for r in rows]
     lines += ["", f"{len(val['labels'])} val images: int8 labels = fp32 labels on {100 * agreement:.2f}% of the "
               f"pixels; mIoU fp32 {100 * scores['fp32']:.2f}, int8 {100 * scores['int8']:.2f}."]
+    profiles = {}
+    if args.profile:
+        profiles = {name: op_profile(path, [1, 3, h, w], args.threads[0]) for name, path in models.items()}
+        lines += ["", f"Time by op type ({args.threads[0]} threads, onnxruntime's profiler, ms per run):", "",
+                  "| model | " + " | ".join(f"op {i + 1}" for i in range(8)) + " | total |",
+                  "|---|" + "---|" * 9]
+        for name, ops in profiles.items():
+            top = [f"{op} {ms:.1f}" for op, ms in list(ops.items())[:8]] + [""] * max(0, 8 - len(ops))
+            lines.append(f"| {name} | " + " | ".join(top) + f" | {sum(ops.values()):.1f} |")
     table = "\n".join(lines) + "\n"
     print(table)
     if args.save_dir:
@@ -152,7 +188,8 @@ def main(argv=None):
         with open(os.path.join(args.save_dir, "int8_elsewhere.json"), "w") as f:
             json.dump({"cpu": cpu, "cpu_flags": flags, "logical_cpus": os.cpu_count(),
                        "onnxruntime": ort.__version__, "input_shape": [1, 3, h, w], "rows": rows,
-                       "agreement": agreement, "miou": scores, "val_images": int(len(val["labels"]))}, f, indent=1)
+                       "agreement": agreement, "miou": scores, "val_images": int(len(val["labels"])),
+                       "op_profile_ms": profiles}, f, indent=1)
         with open(os.path.join(args.save_dir, "int8_elsewhere.md"), "w") as f:
             f.write(table)
     return 0

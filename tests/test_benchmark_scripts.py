@@ -72,7 +72,8 @@ def test_int8_quality(tmp_path):
 
     # The kept exports, timed and checked by the Paddle-free script as on another machine.
     out = run_script("int8_elsewhere.py", str(tmp_path / "kept"), "--threads", "1", "2", "--size", "64x96",
-                     "--rounds", "1", "--repeats", "2", "--warmup", "1", "--save_dir", str(tmp_path / "elsewhere"))
+                     "--rounds", "1", "--repeats", "2", "--warmup", "1", "--profile",
+                     "--save_dir", str(tmp_path / "elsewhere"))
     elsewhere = json.loads((tmp_path / "elsewhere" / "int8_elsewhere.json").read_text())
     assert [row["threads"] for row in elsewhere["rows"]] == [1, 2] and elsewhere["val_images"] == 3
     assert all(len(row["runs_ms"]["int8"]) == 2 and row["ratio"] > 0 for row in elsewhere["rows"])
@@ -80,6 +81,8 @@ def test_int8_quality(tmp_path):
     assert elsewhere["agreement"] == pytest.approx(result["agreement"], abs=1e-9)
     assert elsewhere["miou"] == pytest.approx(result["miou"], abs=1e-9)
     assert "| threads |" in out
+    profile = elsewhere["op_profile_ms"]  # the int8 model's convolutions run as QLinearConv, fp32's as Conv
+    assert "QLinearConv" in profile["int8"] and "Conv" in profile["fp32"] and "QLinearConv" not in profile["fp32"]
     again = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "int8_quality.py"), "--config", config,
                             "--model_path", "x.pdparams", "--calib_dir", data,
                             "--keep_exports", str(tmp_path / "kept")],
