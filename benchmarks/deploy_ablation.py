@@ -27,6 +27,7 @@ Variants (name: what changes, against `sparse` = our default export on onnxrunti
   sparse_basic      sparse, onnxruntime graph optimisation "basic"
   network           ours without the final upsampling and argmax: logits at 1/16 (the network alone)
   sparse_from       sparse, with the sparse argmax of the file given by --sparse_from (an older version)
+  sparse_dynamic    sparse, exported for any input size (`lpsnet export` without --input_shape)
 """
 import argparse
 import contextlib
@@ -52,6 +53,7 @@ VARIANTS = {  # name: (ours?, backend, export options, predictor options)
     "sparse_basic": (True, "onnxruntime", {}, {"optimization_level": "basic"}),
     "network": (True, "onnxruntime", {"output_op": "none", "lowres": True}, {}),
     "sparse_from": (True, "onnxruntime", {}, {}),
+    "sparse_dynamic": (True, "onnxruntime", {"dynamic": True}, {}),
 }
 
 
@@ -110,10 +112,11 @@ def load_variants(names, ours, upstream, shape, threads, workdir, log, sparse_fr
         model = ours if is_ours else upstream
         if options.pop("lowres", False):
             model = lowres_network(ours)
+        input_shape = None if options.pop("dynamic", False) else shape
         folder = os.path.join(workdir, name)
         start = time.perf_counter()
         with sparse_argmax_from(sparse_from if name == "sparse_from" else None):
-            config = export_model(model, folder, output_op=output_op, input_shape=shape,
+            config = export_model(model, folder, output_op=output_op, input_shape=input_shape,
                                   format="onnx" if backend == "onnxruntime" else "paddle", **options)
         predictors[name] = create_predictor(config, backend=backend, cpu_threads=threads, **predictor_options)
         log(f"  {name}: exported and loaded in {time.perf_counter() - start:.0f} s")

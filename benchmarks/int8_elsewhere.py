@@ -10,7 +10,8 @@ times both models side by side (batch 1, round-robin, median after warm-up) at e
 thread count, and reports the label agreement of int8 with fp32 and the mIoU of each
 on the kept val images, with the CPU's model name and int8 dot-product features
 (AVX512-VNNI, AVX-VNNI, AMX), which decide how fast onnxruntime's int8 kernels are.
-This file imports nothing from the project, so it runs where Paddle is not installed.
+This file imports nothing from the project, so it runs where Paddle is not installed
+(int8_quality.py takes its confusion / mIoU code from here).
 """
 import argparse
 import json
@@ -86,11 +87,11 @@ def confusion(pred, label, num_classes, ignore_index):
 
 
 def miou(matrix):
-    """Mean IoU over the classes that occur in the labels or the predictions (as int8_quality.py)."""
+    """(mean IoU over the classes that occur in the labels or the predictions, each class's IoU)."""
     tp = np.diag(matrix).astype(np.float64)
     union = matrix.sum(0) + matrix.sum(1) - tp
     present = union > 0
-    return float((tp[present] / union[present]).mean())
+    return float((tp[present] / union[present]).mean()), (tp / np.maximum(union, 1)).tolist()
 
 
 def load_exports(folder):
@@ -116,7 +117,7 @@ def quality(models, val, threads):
             matrices[name] += confusion(pred, label, num_classes, ignore)
         same += int((preds["fp32"] == preds["int8"]).sum())
         total += preds["fp32"].size
-    return same / total, {name: miou(m) for name, m in matrices.items()}
+    return same / total, {name: miou(m)[0] for name, m in matrices.items()}
 
 
 def latency(models, shape, threads, rounds, repeats, warmup):

@@ -23,6 +23,7 @@ import tempfile
 import cv2
 import numpy as np
 from common import ROOT, add_timing_arguments, timing_from_args
+from int8_elsewhere import confusion, miou
 
 
 def val_pairs(cfg, limit):
@@ -33,20 +34,6 @@ def val_pairs(cfg, limit):
     if limit and len(pairs) > limit:
         pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, limit)]
     return pairs, dataset.num_classes, dataset.ignore_index
-
-
-def confusion(pred, label, num_classes, ignore_index):
-    keep = label != ignore_index
-    index = label[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64)
-    return np.bincount(index, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def miou(matrix):
-    """Mean IoU over the classes that occur in the labels or the predictions."""
-    tp = np.diag(matrix).astype(np.float64)
-    union = matrix.sum(0) + matrix.sum(1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean()), (tp / np.maximum(union, 1)).tolist()
 
 
 def latency(dirs, shape, threads, args, clock):

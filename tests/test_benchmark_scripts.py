@@ -23,13 +23,13 @@ def test_deploy_ablation(tmp_path):
     before = tmp_path / "sparse_before.py"  # another version of the sparse argmax: here the same file
     before.write_text((pathlib.Path(ROOT) / "paddleseg_lpsnet" / "deploy" / "sparse_argmax.py").read_text())
     out = run_script("deploy_ablation.py", "--variant", "S", "--size", "64x128", "--only", "sparse", "dense",
-                     "upstream_ort", "network", "sparse_from", "--sparse_from", str(before), "--seed", "3",
-                     "--rounds", "1", "--repeats", "2", "--save_dir", str(tmp_path))
+                     "upstream_ort", "network", "sparse_from", "sparse_dynamic", "--sparse_from", str(before),
+                     "--seed", "3", "--rounds", "1", "--repeats", "2", "--save_dir", str(tmp_path))
     (result,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
-    assert set(result["runs_ms"]) == {"sparse", "dense", "upstream_ort", "network", "sparse_from"}
+    assert set(result["runs_ms"]) == {"sparse", "dense", "upstream_ort", "network", "sparse_from", "sparse_dynamic"}
     assert all(len(v) == 2 for v in result["runs_ms"].values())
     assert result["agreement_reference"] == "dense"
-    assert result["agreement"]["sparse"] >= 0.9999 and result["agreement"]["sparse_from"] >= 0.9999
+    assert all(result["agreement"][v] >= 0.9999 for v in ("sparse", "sparse_from", "sparse_dynamic"))
     assert result["seed"] == 3 and 0 < result["boundary_share"] < 1
     assert "| sparse |" in out and "% of floor" in out and "boundary places" in out
 
