@@ -94,9 +94,10 @@ def miou(matrix):
     return float((tp[present] / union[present]).mean()), (tp / np.maximum(union, 1)).tolist()
 
 
-def load_exports(folder):
-    """{name: model.onnx path} of DIR/fp32 and DIR/int8, and DIR/val.npz's arrays; SystemExit naming what is missing."""
-    models = {name: os.path.join(folder, name, "model.onnx") for name in ("fp32", "int8")}
+def load_exports(folder, int8="int8"):
+    """({name: model.onnx path} of DIR/fp32 and DIR/<int8>, DIR/val.npz's arrays); SystemExit naming
+    what is missing."""
+    models = {"fp32": os.path.join(folder, "fp32", "model.onnx"), "int8": os.path.join(folder, int8, "model.onnx")}
     missing = [p for p in list(models.values()) + [os.path.join(folder, "val.npz")] if not os.path.isfile(p)]
     if missing:
         raise SystemExit(f"{folder} is not an int8_quality.py --keep_exports folder: missing {', '.join(missing)}")
@@ -140,6 +141,8 @@ def latency(models, shape, threads, rounds, repeats, warmup):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="what int8_quality.py --keep_exports wrote")
+    parser.add_argument("--int8", default="int8", help="the int8 export's subfolder (default int8; "
+                        "int8_variants.py writes others)")
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="thread counts to time (default 2)")
     parser.add_argument("--size", default="1024x2048", help="HxW of the latency input (default 1024x2048)")
     parser.add_argument("--rounds", type=int, default=5)
@@ -155,7 +158,7 @@ def main(argv=None):
         parser.error(f"--size {args.size!r} is not HxW")
     if min(args.threads) < 1 or args.rounds < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--threads, --rounds and --repeats must be >= 1, --warmup >= 0")
-    models, val = load_exports(args.folder)
+    models, val = load_exports(args.folder, args.int8)
 
     import onnxruntime as ort
     cpu, flags = cpu_description()
@@ -165,7 +168,8 @@ def main(argv=None):
         runs = latency(models, [1, 3, h, w], threads, args.rounds, args.repeats, args.warmup)
         med = {name: float(np.median(v)) for name, v in runs.items()}
         rows.append({"threads": threads, "median_ms": med, "ratio": med["int8"] / med["fp32"], "runs_ms": runs})
-    lines = [f"{cpu} ({os.cpu_count()} logical CPUs; {', '.join(flags) or 'none of ' + ', '.join(INT8_FLAGS)}); "
+    features = ", ".join(flags) or "none of " + ", ".join(INT8_FLAGS)
+    lines = [f"{args.folder}, int8 = {args.int8}: {cpu} ({os.cpu_count()} logical CPUs; {features}); "
              f"onnxruntime {ort.__version__}, Python {platform.python_version()}; input 1x3x{h}x{w}, "
              f"{args.rounds}x{args.repeats} runs per model after {args.warmup} warm-up", "",
              "| threads | fp32 (ms, median) | int8 (ms, median) | int8 / fp32 |", "|---:|---:|---:|---:|"]
@@ -188,7 +192,7 @@ def main(argv=None):
         os.makedirs(args.save_dir, exist_ok=True)
         with open(os.path.join(args.save_dir, "int8_elsewhere.json"), "w") as f:
             json.dump({"cpu": cpu, "cpu_flags": flags, "logical_cpus": os.cpu_count(),
-                       "onnxruntime": ort.__version__, "input_shape": [1, 3, h, w], "rows": rows,
+                       "onnxruntime": ort.__version__, "input_shape": [1, 3, h, w], "rows": rows, "int8": args.int8,
                        "agreement": agreement, "miou": scores, "val_images": int(len(val["labels"])),
                        "op_profile_ms": profiles}, f, indent=1)
         with open(os.path.join(args.save_dir, "int8_elsewhere.md"), "w") as f:

@@ -83,6 +83,19 @@ def test_int8_quality(tmp_path):
     assert "| threads |" in out
     profile = elsewhere["op_profile_ms"]  # the int8 model's convolutions run as QLinearConv, fp32's as Conv
     assert "QLinearConv" in profile["int8"] and "Conv" in profile["fp32"] and "QLinearConv" not in profile["fp32"]
+    # Fixed-size variants (convolutions only / + adds / + adds, resizes, concats), one of them checked elsewhere.
+    out = run_script("int8_variants.py", "--config", config, "--model_path",
+                     str(tmp_path / "out" / "iter_10" / "model.pdparams"), "--calib_dir", os.path.join(data, "images"),
+                     "--calib_num", "3", "--size", "64x96", "--out", str(tmp_path / "variants"))
+    assert sorted(os.listdir(tmp_path / "variants")) == ["fp32", "int8", "int8_adds", "int8_adds_resizes", "val.npz"]
+    import onnx
+    quantized = {v: sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(tmp_path / "variants" / v / "model.onnx"))
+                        .graph.node) for v in ("int8", "int8_adds", "int8_adds_resizes")}
+    assert quantized["int8"] < quantized["int8_adds"] <= quantized["int8_adds_resizes"]  # each variant quantizes more
+    run_script("int8_elsewhere.py", str(tmp_path / "variants"), "--int8", "int8_adds", "--threads", "1", "--size",
+               "64x96", "--rounds", "1", "--repeats", "1", "--warmup", "0", "--save_dir", str(tmp_path / "adds"))
+    adds = json.loads((tmp_path / "adds" / "int8_elsewhere.json").read_text())
+    assert adds["int8"] == "int8_adds" and adds["val_images"] == 1 and 0.5 <= adds["agreement"] <= 1
     again = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "int8_quality.py"), "--config", config,
                             "--model_path", "x.pdparams", "--calib_dir", data,
                             "--keep_exports", str(tmp_path / "kept")],
