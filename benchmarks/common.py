@@ -29,3 +29,12 @@ def timing_from_args(parser, args):
     if args.rounds < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--rounds and --repeats must be >= 1, --warmup >= 0")
     return threads, CLOCKS[args.clock]
+
+
+def add_int8_model_arguments(parser):
+    """--config --model_path --calib_dir --calib_num: the trained model and calibration images the
+    int8 scripts (int8_quality.py, int8_variants.py) take."""
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--model_path", required=True, help="trained weights (.pdparams)")
+    parser.add_argument("--calib_dir", required=True, help="calibration images (e.g. the training images)")
+    parser.add_argument("--calib_num", type=int, default=32)

@@ -22,7 +22,7 @@ import tempfile
 
 import cv2
 import numpy as np
-from common import ROOT, add_timing_arguments, timing_from_args
+from common import ROOT, add_int8_model_arguments, add_timing_arguments, timing_from_args
 from int8_elsewhere import confusion, miou
 
 
@@ -67,10 +67,7 @@ def keep_exports(dirs, pairs, transforms, num_classes, ignore_index, folder):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--model_path", required=True, help="trained weights (.pdparams)")
-    parser.add_argument("--calib_dir", required=True, help="calibration images (e.g. the training images)")
-    parser.add_argument("--calib_num", type=int, default=32)
+    add_int8_model_arguments(parser)
     parser.add_argument("--calib_method", default="minmax", choices=["minmax", "percentile", "entropy"])
     parser.add_argument("--val_num", type=int, default=None, help="val images used at most; default: all")
     parser.add_argument("--bench_size", default=None, help="HxW of the latency input; default: first val image")

@@ -23,7 +23,7 @@ import tempfile
 
 import cv2
 import numpy as np
-from common import ROOT  # noqa: F401  (puts the checkout on sys.path)
+from common import add_int8_model_arguments
 
 FEATURE_OPS = {"Conv", "Resize", "Relu", "Add", "Concat"}
 VARIANTS = {"int8": (), "int8_adds": ("Add",), "int8_adds_resizes": ("Add", "Resize", "Concat")}
@@ -75,10 +75,7 @@ def resized_images(folder, num, size, out_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--model_path", required=True, help="trained weights (.pdparams)")
-    parser.add_argument("--calib_dir", required=True, help="calibration images (e.g. the training images)")
-    parser.add_argument("--calib_num", type=int, default=32)
+    add_int8_model_arguments(parser)
     parser.add_argument("--size", default="1024x2048", help="HxW of the fixed input (default 1024x2048)")
     parser.add_argument("--out", required=True, help="output folder (must not exist)")
     args = parser.parse_args(argv)
