@@ -101,3 +101,10 @@ def test_int8_quality(tmp_path):
                             "--keep_exports", str(tmp_path / "kept")],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "exists" in again.stderr  # never writes over a kept folder
+
+
+def test_onnx_op_costs():
+    out = run_script("onnx_op_costs.py", "--places", "50", "--size", "32x64", "--repeats", "2")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| op ")]
+    assert len(rows) == 10 and all(float(row.rsplit("|", 2)[1]) > 0 for row in rows)
+    assert any(row.startswith("| GatherElements") for row in rows) and any("Where" in row for row in rows)
