@@ -83,18 +83,25 @@ def boundary_share(model, batch):
     return float((labels[:, :-1] != labels[:, 1:]).mean())
 
 
-@contextlib.contextmanager
-def sparse_argmax_from(path):
-    """Export with the sparse_upsampled_argmax defined in the file `path` (None: as installed)."""
-    import paddleseg_lpsnet.deploy.export as export
-    if path is None:
-        yield
-        return
+def load_sparse_argmax(path):
+    """The sparse_upsampled_argmax defined in the file `path`; SystemExit if it has none."""
     spec = importlib.util.spec_from_file_location("sparse_argmax_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if not callable(getattr(module, "sparse_upsampled_argmax", None)):
+        raise SystemExit(f"--sparse_from {path} defines no sparse_upsampled_argmax(logit, size, align_corners)")
+    return module.sparse_upsampled_argmax
+
+
+@contextlib.contextmanager
+def sparse_argmax_from(function):
+    """Export with `function` as the sparse argmax (None: the installed one)."""
+    import paddleseg_lpsnet.deploy.export as export
+    if function is None:
+        yield
+        return
     installed = export.sparse_upsampled_argmax
-    export.sparse_upsampled_argmax = module.sparse_upsampled_argmax
+    export.sparse_upsampled_argmax = function
     try:
         yield
     finally:
@@ -153,6 +160,7 @@ def main(argv=None):
         parser.error("--sparse_from FILE and the sparse_from variant go together")
     if args.sparse_from is not None and not os.path.isfile(args.sparse_from):
         parser.error(f"--sparse_from {args.sparse_from}: no such file")
+    sparse_from = load_sparse_argmax(args.sparse_from) if args.sparse_from else None
 
     from paddleseg_lpsnet.deploy.benchmark import flop_floor_ms, machine_info, measure_gemm_peak, time_round_robin
     from paddleseg_lpsnet.deploy.suite import parse_size
@@ -169,7 +177,7 @@ def main(argv=None):
           f"({100 * boundaries:.1f}% boundary places); "
           f"GEMM peak {peak.peak_gflops:.1f} GFLOP/s -> FLOP floor {flop_floor_ms(macs, peak.peak_gflops):.1f} ms")
     with tempfile.TemporaryDirectory(prefix="lpsnet-ablation-") as workdir:
-        predictors = load_variants(args.only, ours, upstream, shape, threads, workdir, print, args.sparse_from)
+        predictors = load_variants(args.only, ours, upstream, shape, threads, workdir, print, sparse_from)
         runs = time_round_robin(predictors, batch, args.rounds, args.repeats, args.warmup, clock, print)
         reference, agree = agreement(predictors, shape, args.seed)
     peak_after = measure_gemm_peak(threads, peak.n, 5, clock=args.clock)

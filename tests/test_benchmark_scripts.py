@@ -38,6 +38,11 @@ def test_deploy_ablation_sparse_from_needs_its_file(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "deploy_ablation.py"), "--only", "sparse",
                            "--sparse_from", str(tmp_path / "missing.py")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "sparse_from variant go together" in proc.stderr
+    other = tmp_path / "other.py"
+    other.write_text("x = 1\n")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "deploy_ablation.py"), "--only",
+                           "sparse_from", "--sparse_from", str(other)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "defines no sparse_upsampled_argmax" in proc.stderr
 
 
 def test_train_speed(tmp_path):
