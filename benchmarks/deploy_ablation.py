@@ -59,15 +59,10 @@ VARIANTS = {  # name: (ours?, backend, export options, predictor options)
 
 def build_models(variant, seed=0):
     """(ours, upstream) LPS-Net of `variant`, each with random weights from paddle.seed(seed)."""
-    import paddle
-
     from paddleseg_lpsnet.deploy.suite import SUITE_MODELS, build_component
     specs = {m.key: m for m in SUITE_MODELS}
-    models = []
-    for key in (f"lpsnet_{variant.lower()}", f"upstream_lpsnet_{variant.lower()}"):
-        paddle.seed(seed)
-        models.append(build_component(specs[key].spec))
-    return tuple(models)
+    return tuple(build_component(specs[key].spec, seed=seed)
+                 for key in (f"lpsnet_{variant.lower()}", f"upstream_lpsnet_{variant.lower()}"))
 
 
 def boundary_share(model, batch):

@@ -101,9 +101,17 @@ def available_models(models=SUITE_MODELS):
     return {m.key: m for m in models if all(_registered(t) for t in m.types())}
 
 
-def build_component(spec, num_classes=NUM_CLASSES):
-    """Build a spec dict (nested specs first) in eval mode; the top level gets num_classes."""
+def build_component(spec, num_classes=NUM_CLASSES, seed=None):
+    """Build a spec dict (nested specs first) in eval mode; the top level gets num_classes.
+
+    With `seed`, paddle.seed(seed) first: the random weights, and with them the work of
+    the sparse argmax (it follows the labels' class boundaries), are the same in every run
+    and do not depend on what was built before.
+    """
     from paddleseg_lpsnet.utils.config import find_component
+    if seed is not None:
+        import paddle
+        paddle.seed(seed)
 
     def build(node, top):
         kwargs = {k: build(v, False) if isinstance(v, dict) and "type" in v else copy.deepcopy(v)
@@ -190,14 +198,10 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
             cpu_threads 1 only, for comparisons on a machine shared with other jobs;
             the GEMM peak is then timed by CPU time too.
         suite (list[SuiteModel]): The models to choose from.
-        seed (int): Seed of each model's random weights (paddle.seed before it is
-            built, so a model's weights do not depend on the others run) and of the
-            input. The sparse argmax's work grows with the class boundaries of a
-            random network's labels, which depend on its weights.
+        seed (int): Seed of each model's random weights (`build_component`'s) and of
+            the input.
         log (callable): Progress lines.
     """
-    import paddle
-
     from paddleseg_lpsnet.deploy.predictor import BACKENDS, default_cpu_threads
     available = available_models(suite)
     keys = list(models) if models else list(available)
@@ -229,8 +233,7 @@ def run_suite(models=None, sizes=DEFAULT_SIZES, backends=CPU_BACKENDS, repeats=1
     for key in keys:
         spec = available[key]
         log(f"{spec.name}:")
-        paddle.seed(ctx.seed)
-        _model_rows(spec, build_component(spec.spec), ctx)
+        _model_rows(spec, build_component(spec.spec, seed=ctx.seed), ctx)
     if device == "cpu":
         peaks.append(measure_gemm_peak(threads, gemm_n, gemm_repeats, clock=clock))
         log("GEMM peak before / after: " + " / ".join(f"{p.peak_gflops:.1f}" for p in peaks) + " GFLOP/s")
