@@ -116,7 +116,9 @@ class Measurements:
         final upsampling and argmax)."""
         from paddleseg_lpsnet.deploy.benchmark import lowres_network, measure_latency
         from paddleseg_lpsnet.deploy.suite import CLOCKS
+        import paddle
         s = self.settings
+        paddle.seed(s.seed)  # the same random weights for a candidate in every run (the argmax's work follows them)
         model = self.model(arch)
         model.eval()
         options = {}
