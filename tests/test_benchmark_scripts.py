@@ -113,3 +113,11 @@ def test_onnx_op_costs():
     rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith("| op ")]
     assert len(rows) == 10 and all(float(row.rsplit("|", 2)[1]) > 0 for row in rows)
     assert any(row.startswith("| GatherElements") for row in rows) and any("Where" in row for row in rows)
+
+
+def test_onnx_op_costs_convs():
+    out = run_script("onnx_op_costs.py", "--convs", "--threads", "1", "--repeats", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| 4 x 3x3 conv")]
+    assert [row.split(",")[1].strip() for row in rows] == ["24 -> 24 channels", "48 -> 48 channels",
+                                                            "96 -> 96 channels"]
+    assert all(float(cell) > 0 for row in rows for cell in row.strip("| ").split("|")[1:])
