@@ -129,7 +129,8 @@ def main(argv=None):
              f"{args.calib_num} images of {args.calib_dir} ({args.calib_method}); onnxruntime, {threads} threads, "
              f"{args.clock} clock, input {h}x{w}; {machine_info(threads)['cpu']} "
              f"({'with' if cpu_has_vnni() else 'no'} VNNI; {7 if args.reduce_range else 8}-bit weights)", "",
-             "| model | mIoU (classes in labels or predictions) | latency (ms, median) | vs fp32 |", "|---|---:|---:|---:|",
+             "| model | mIoU (classes in labels or predictions) | latency (ms, median) | vs fp32 |",
+             "|---|---:|---:|---:|",
              f"| fp32 | {100 * scores['fp32'][0]:.2f} | {med['fp32']:.1f} | 1.00 |",
              f"| int8 | {100 * scores['int8'][0]:.2f} | {med['int8']:.1f} | {med['int8'] / med['fp32']:.2f} |", "",
              f"int8 labels = fp32 labels on {100 * agreement:.2f}% of the pixels."]
