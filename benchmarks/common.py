@@ -38,3 +38,21 @@ def add_int8_model_arguments(parser):
     parser.add_argument("--model_path", required=True, help="trained weights (.pdparams)")
     parser.add_argument("--calib_dir", required=True, help="calibration images (e.g. the training images)")
     parser.add_argument("--calib_num", type=int, default=32)
+
+
+def check_int8_model_arguments(parser, args):
+    """A parser error naming the option whose file or folder is missing, before any work."""
+    for option in ("config", "model_path", "calib_dir"):
+        if not os.path.exists(getattr(args, option)):
+            parser.error(f"--{option} {getattr(args, option)} does not exist")
+
+
+def main_with_errors(main):
+    """Run a script's main(); the project's errors (a wrong config key, a missing or bad
+    file...) end it with their one-line message and exit code 2, as the `lpsnet` command does."""
+    from paddleseg_lpsnet.errors import LPSNetError
+    try:
+        return main()
+    except LPSNetError as exc:
+        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+        return 2

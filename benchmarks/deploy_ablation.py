@@ -39,7 +39,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import ROOT, add_timing_arguments, timing_from_args
+from common import ROOT, add_timing_arguments, main_with_errors, timing_from_args
 
 VARIANTS = {  # name: (ours?, backend, export options, predictor options)
     "upstream_paddle": (False, "paddle", {}, {}),
@@ -208,4 +208,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_with_errors(main))

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from common import ROOT
+from common import ROOT, main_with_errors
 
 from paddleseg_lpsnet.tools import bench
 
@@ -28,4 +28,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_with_errors(main))

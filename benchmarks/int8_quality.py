@@ -22,7 +22,8 @@ import tempfile
 
 import cv2
 import numpy as np
-from common import ROOT, add_int8_model_arguments, add_timing_arguments, timing_from_args
+from common import (ROOT, add_int8_model_arguments, add_timing_arguments, check_int8_model_arguments, main_with_errors,
+                    timing_from_args)
 from int8_elsewhere import confusion, miou
 
 
@@ -79,6 +80,7 @@ def main(argv=None):
     parser.add_argument("--keep_val", type=int, default=16, help="val images kept in val.npz (default 16)")
     parser.add_argument("--save_dir", default=os.path.join(ROOT, "benchmarks", "results", "int8_quality"))
     args = parser.parse_args(argv)
+    check_int8_model_arguments(parser, args)
     if args.keep_exports and os.path.exists(args.keep_exports):
         parser.error(f"--keep_exports {args.keep_exports} exists; give a new folder (nothing is overwritten)")
     if args.keep_val < 1:
@@ -148,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_with_errors(main))

@@ -23,7 +23,7 @@ import tempfile
 
 import cv2
 import numpy as np
-from common import add_int8_model_arguments
+from common import add_int8_model_arguments, check_int8_model_arguments, main_with_errors
 
 FEATURE_OPS = {"Conv", "Resize", "Relu", "Add", "Concat"}
 VARIANTS = {"int8": (), "int8_adds": ("Add",), "int8_adds_resizes": ("Add", "Resize", "Concat")}
@@ -79,6 +79,7 @@ def main(argv=None):
     parser.add_argument("--size", default="1024x2048", help="HxW of the fixed input (default 1024x2048)")
     parser.add_argument("--out", required=True, help="output folder (must not exist)")
     args = parser.parse_args(argv)
+    check_int8_model_arguments(parser, args)
     if os.path.exists(args.out):
         parser.error(f"--out {args.out} exists; give a new folder (nothing is overwritten)")
 
@@ -124,4 +125,4 @@ def val_transforms_of_export(export_dir):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_with_errors(main))

@@ -23,7 +23,7 @@ import time
 import cv2
 import numpy as np
 import yaml
-from common import ROOT
+from common import ROOT, main_with_errors
 
 
 def write_synthetic_cityscapes(root, num_images, height, width, seed=0):
@@ -179,4 +179,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_with_errors(main))

@@ -101,11 +101,27 @@ def test_int8_quality(tmp_path):
                "64x96", "--rounds", "1", "--repeats", "1", "--warmup", "0", "--save_dir", str(tmp_path / "adds"))
     adds = json.loads((tmp_path / "adds" / "int8_elsewhere.json").read_text())
     assert adds["int8"] == "int8_adds" and adds["val_images"] == 1 and 0.5 <= adds["agreement"] <= 1
-    again = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "int8_quality.py"), "--config", config,
-                            "--model_path", "x.pdparams", "--calib_dir", data,
-                            "--keep_exports", str(tmp_path / "kept")],
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 2 and "exists" in again.stderr  # never writes over a kept folder
+    weights = str(tmp_path / "out" / "iter_10" / "model.pdparams")
+
+    def fails(script, *args):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        return proc.stderr
+
+    # never writes over a kept folder
+    assert "exists; give a new folder" in fails("int8_quality.py", "--config", config, "--model_path", weights,
+                                                "--calib_dir", data, "--keep_exports", str(tmp_path / "kept"))
+    # a missing input is named before any work; a broken config is one line, not a traceback
+    assert fails("int8_variants.py", "--config", config, "--model_path", weights, "--calib_dir",
+                 str(tmp_path / "nope"), "--out", str(tmp_path / "v2")).strip().endswith(
+        f"--calib_dir {tmp_path / 'nope'} does not exist")
+    broken = tmp_path / "broken.yml"
+    broken.write_text("model: [1, 2\n")
+    assert f"int8_variants.py: error: Config {broken} cannot be read" in fails(
+        "int8_variants.py", "--config", str(broken), "--model_path", weights, "--calib_dir", data,
+        "--out", str(tmp_path / "v3"))
+    assert not os.path.exists(tmp_path / "v2") and not os.path.exists(tmp_path / "v3")
 
 
 def test_onnx_op_costs():
